@@ -1,0 +1,1 @@
+"""The Bioreactor integration: edge agents' reactors as Home Assistant devices."""
