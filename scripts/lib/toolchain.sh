@@ -135,7 +135,9 @@ _edge_venv() {
     command -v "$py" >/dev/null || py=python3
     "$py" -c 'import sys; raise SystemExit(0 if sys.version_info >= (3, 11) else 1)' \
         || die "the edge agent needs Python >= 3.11 (found $("$py" --version))"
-    key="$(venv_key "$REPO_ROOT/requirements_edge_test.txt" "$REPO_ROOT/edge_firmware/pyproject.toml")"
+    # The package is installed editable, so the venv belongs to one checkout:
+    # its path is part of the key and clones sharing the cache never collide.
+    key="$(venv_key "$REPO_ROOT/requirements_edge_test.txt" "$REPO_ROOT/edge_firmware/pyproject.toml" <(echo "$REPO_ROOT"))"
     dir="$CACHE/venv-edge-$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-$key"
     if [[ -f "$dir/.complete" ]]; then
         EDGE_VENV="$dir"; return
@@ -150,15 +152,7 @@ _edge_venv() {
 }
 
 ensure_ha_venv() { with_lock _ha_venv; }
-ensure_edge_venv() {
-    with_lock _edge_venv
-    # The editable install points at the checkout it was made from; a second
-    # clone sharing the cache must point it at itself.
-    if [[ "$("$EDGE_VENV/bin/python" -c 'import bioreactor_edge, os; print(os.path.dirname(os.path.dirname(bioreactor_edge.__file__)))' 2>/dev/null)" != "$REPO_ROOT/edge_firmware" ]]; then
-        say "pointing the edge venv's editable install at this checkout"
-        with_lock pip_quiet "$EDGE_VENV/bin/pip" --no-deps -e "$REPO_ROOT/edge_firmware"
-    fi
-}
+ensure_edge_venv() { with_lock _edge_venv; }
 
 # CPPFLAGS for packages that Home Assistant compiles when it starts.
 ha_build_env() {

@@ -45,7 +45,9 @@ def test_manifest_keys_and_order() -> None:
 def test_hacs_json_pins_the_tested_home_assistant() -> None:
     hacs = _json(ROOT / "hacs.json")
     assert hacs["name"]
-    assert hacs["homeassistant"] == HA_VERSION, "hacs.json must require the version tests run against"
+    assert hacs["homeassistant"] == HA_VERSION, (
+        "hacs.json must require the version tests run against"
+    )
     pinned = (ROOT / "requirements_test.txt").read_text(encoding="utf-8")
     assert re.search(r"^pytest-homeassistant-custom-component==[\d.]+$", pinned, re.M)
 
@@ -60,9 +62,11 @@ def test_translations_are_complete() -> None:
     source = "\n".join(p.read_text(encoding="utf-8") for p in INTEGRATION.glob("*.py"))
     # Every translation_key used in code has a translation.
     for key in set(re.findall(r'translation_key="([a-z0-9_]+)"', source)):
-        found = any(
-            key in platform for platform in en.get("entity", {}).values()
-        ) or key in en.get("exceptions", {}) or key in en.get("issues", {})
+        found = (
+            any(key in platform for platform in en.get("entity", {}).values())
+            or key in en.get("exceptions", {})
+            or key in en.get("issues", {})
+        )
         assert found, f"translation_key {key!r} has no entry in translations/en.json"
 
 

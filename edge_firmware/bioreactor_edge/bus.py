@@ -1,0 +1,333 @@
+"""One owner per I2C bus: serialized, counted transactions with timeouts.
+
+Every transaction of a bus runs in that bus's own worker thread, one at a
+time, so a hung bus blocks neither the event loop nor the other buses. A
+TCA9548A multiplexer channel is selected inside the same job as the
+transaction it is for, so nothing can slip in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from smbus2 import SMBus, i2c_msg
+
+T = TypeVar("T")
+
+MUX_ADDRESSES = range(0x70, 0x78)
+MUX_CHANNELS = range(8)
+# i2cdetect probes these with receive-byte: a quick-write can corrupt some EEPROMs.
+RECEIVE_BYTE_PROBE_RANGES = (range(0x30, 0x38), range(0x50, 0x60))
+# What Linux i2c-dev adapters report when the addressed chip does not acknowledge.
+_NAK_ERRNOS = frozenset({errno.ENXIO, errno.EREMOTEIO, errno.EIO})
+
+
+class BusError(Exception):
+    """A failed I2C transaction; `code` says how it failed."""
+
+    code: str = "io"
+
+
+class BusNak(BusError):
+    """The addressed chip did not acknowledge."""
+
+    code = "nak"
+
+
+class BusTimeout(BusError):
+    """The transaction did not finish within the bus owner's timeout."""
+
+    code = "timeout"
+
+
+class RawBus(Protocol):
+    """Blocking access to one I2C bus; each call is one transaction."""
+
+    def quick_write(self, address: int) -> None: ...
+    def receive_byte(self, address: int) -> int: ...
+    def write(self, address: int, data: bytes) -> None: ...
+    def read(self, address: int, length: int) -> bytes: ...
+    def write_read(self, address: int, data: bytes, length: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+def _translate(err: OSError, what: str) -> BusError:
+    if err.errno in _NAK_ERRNOS:
+        return BusNak(f"{what}: no acknowledge ({err.strerror or err})")
+    if err.errno == errno.ETIMEDOUT:
+        return BusTimeout(f"{what}: adapter timed out ({err.strerror or err})")
+    return BusError(f"{what}: {err.strerror or err}")
+
+
+class SMBusRaw:
+    """A RawBus over Linux i2c-dev (/dev/i2c-N) using smbus2."""
+
+    def __init__(self, bus_number: int) -> None:
+        self.bus_number = bus_number
+        try:
+            self._smbus = SMBus(bus_number)
+        except OSError as err:
+            raise BusError(f"cannot open /dev/i2c-{bus_number}: {err.strerror or err}") from err
+
+    def quick_write(self, address: int) -> None:
+        try:
+            self._smbus.write_quick(address)
+        except OSError as err:
+            raise _translate(err, f"quick write to 0x{address:02x}") from err
+
+    def receive_byte(self, address: int) -> int:
+        try:
+            return int(self._smbus.read_byte(address))
+        except OSError as err:
+            raise _translate(err, f"receive byte from 0x{address:02x}") from err
+
+    def write(self, address: int, data: bytes) -> None:
+        try:
+            self._smbus.i2c_rdwr(i2c_msg.write(address, data))
+        except OSError as err:
+            raise _translate(err, f"write to 0x{address:02x}") from err
+
+    def read(self, address: int, length: int) -> bytes:
+        message = i2c_msg.read(address, length)
+        try:
+            self._smbus.i2c_rdwr(message)
+        except OSError as err:
+            raise _translate(err, f"read from 0x{address:02x}") from err
+        return bytes(message)
+
+    def write_read(self, address: int, data: bytes, length: int) -> bytes:
+        reply = i2c_msg.read(address, length)
+        try:
+            self._smbus.i2c_rdwr(i2c_msg.write(address, data), reply)
+        except OSError as err:
+            raise _translate(err, f"write-read at 0x{address:02x}") from err
+        return bytes(reply)
+
+    def close(self) -> None:
+        self._smbus.close()
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Transaction counters of one bus; timeouts are also counted as errors."""
+
+    transactions_ok: int = 0
+    transactions_error: int = 0
+    timeouts: int = 0
+
+
+class _Worker:
+    """One daemon thread running jobs in order (a hung ioctl must not block process exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((future, job))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, job = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as err:  # handed to the awaiting coroutine
+                future.set_exception(err)
+
+
+def _check_mux(mux_address: int | None, mux_channel: int | None) -> None:
+    if (mux_address is None) != (mux_channel is None):
+        raise ValueError("mux_address and mux_channel must be given together")
+    if mux_address is not None and mux_address not in MUX_ADDRESSES:
+        raise ValueError(f"multiplexer address 0x{mux_address:02x} is not in 0x70-0x77")
+    if mux_channel is not None and mux_channel not in MUX_CHANNELS:
+        raise ValueError(f"multiplexer channel {mux_channel} is not in 0-7")
+
+
+class BusOwner:
+    """The only way to the bus: serializes, times out and counts every transaction."""
+
+    def __init__(self, raw: RawBus, bus_number: int, *, timeout_s: float = 1.0) -> None:
+        self.bus_number = bus_number
+        self.stats = BusStats()
+        self._raw = raw
+        self._timeout_s = timeout_s
+        self._worker = _Worker(f"i2c-{bus_number}")
+        self._lock = asyncio.Lock()
+        # The job still running in the worker after it timed out, if any.
+        self._pending: asyncio.Future[Any] | None = None
+        # Channel mask each multiplexer is known to be set to; absent = unknown.
+        # Only the worker thread changes it while a job runs.
+        self._mux_masks: dict[int, int] = {}
+        self._muxes: set[int] = set()
+        self._closed = False
+
+    @property
+    def known_muxes(self) -> frozenset[int]:
+        """Multiplexer addresses this bus has been asked to use."""
+        return frozenset(self._muxes)
+
+    def device(
+        self, address: int, *, mux_address: int | None = None, mux_channel: int | None = None
+    ) -> I2CDevice:
+        if address not in range(0x80):
+            raise ValueError(f"I2C address {address!r} is not a 7-bit address")
+        _check_mux(mux_address, mux_channel)
+        return I2CDevice(self, address, mux_address, mux_channel)
+
+    async def run(
+        self,
+        fn: Callable[[RawBus], T],
+        *,
+        mux_address: int | None = None,
+        mux_channel: int | None = None,
+    ) -> T:
+        """Runs `fn` as one serialized job in the bus thread, after selecting the mux channel."""
+        _check_mux(mux_address, mux_channel)
+        if mux_address is not None:
+            self._muxes.add(mux_address)
+        async with self._lock:
+            if self._closed:
+                raise BusError(f"bus {self.bus_number} is closed")
+            try:
+                await self._wait_for_pending()
+                future = asyncio.wrap_future(
+                    self._worker.submit(lambda: self._job(fn, mux_address, mux_channel))
+                )
+                future.add_done_callback(_retrieve)
+                self._pending = future
+                result = await asyncio.wait_for(asyncio.shield(future), self._timeout_s)
+                self._pending = None
+            except TimeoutError:
+                self.stats.timeouts += 1
+                self.stats.transactions_error += 1
+                self._mux_masks.clear()
+                raise BusTimeout(
+                    f"bus {self.bus_number}: transaction took longer than {self._timeout_s} s"
+                ) from None
+            except asyncio.CancelledError:
+                raise  # the job, if still running, stays in _pending
+            except Exception:
+                self._pending = None
+                self.stats.transactions_error += 1
+                raise
+            self.stats.transactions_ok += 1
+            return result
+
+    async def _wait_for_pending(self) -> None:
+        # A timed-out job still holds the thread: wait for it rather than queue behind it.
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait((self._pending,), timeout=self._timeout_s)
+            if not self._pending.done():
+                raise TimeoutError
+        self._pending = None
+
+    def _job(self, fn: Callable[[RawBus], T], mux: int | None, channel: int | None) -> T:
+        try:
+            self._select(mux, channel)
+            return fn(self._raw)
+        except Exception:
+            self._mux_masks.clear()
+            raise
+
+    def _select(self, mux: int | None, channel: int | None) -> None:
+        # Channels of other multiplexers are closed so their chips cannot shadow ours.
+        for other in sorted(self._muxes - {mux} if mux is not None else self._muxes):
+            if self._mux_masks.get(other) != 0:
+                # An unpowered multiplexer connects no channel either.
+                with contextlib.suppress(BusNak):
+                    self._raw.write(other, b"\x00")
+                self._mux_masks[other] = 0
+        if mux is not None and channel is not None:
+            mask = 1 << channel
+            if self._mux_masks.get(mux) != mask:
+                self._raw.write(mux, bytes([mask]))
+                self._mux_masks[mux] = mask
+
+    async def close(self) -> None:
+        """Closes the raw bus once the current job has finished (or timed out)."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            future = asyncio.wrap_future(self._worker.submit(self._raw.close))
+            future.add_done_callback(_retrieve)
+            self._worker.stop()
+            # A hung bus thread is a daemon and ends with the process; a failing
+            # close leaves nothing to clean up.
+            with contextlib.suppress(TimeoutError, BusError, OSError):
+                await asyncio.wait_for(asyncio.shield(future), self._timeout_s * 2)
+
+
+def _retrieve(future: asyncio.Future[T]) -> None:
+    # Results of abandoned (timed-out) jobs are dropped on purpose.
+    if not future.cancelled():
+        future.exception()
+
+
+class I2CDevice:
+    """One chip's handle; every call is a serialized transaction of its BusOwner."""
+
+    def __init__(
+        self, owner: BusOwner, address: int, mux_address: int | None, mux_channel: int | None
+    ) -> None:
+        self.address = address
+        self.mux_address = mux_address
+        self.mux_channel = mux_channel
+        self._owner = owner
+
+    def __repr__(self) -> str:
+        where = f"bus {self._owner.bus_number}"
+        if self.mux_address is not None:
+            where += f" mux 0x{self.mux_address:02x}/{self.mux_channel}"
+        return f"I2CDevice(0x{self.address:02x} on {where})"
+
+    async def _run(self, fn: Callable[[RawBus], T]) -> T:
+        return await self._owner.run(fn, mux_address=self.mux_address, mux_channel=self.mux_channel)
+
+    async def write(self, data: bytes) -> None:
+        await self._run(lambda raw: raw.write(self.address, data))
+
+    async def read(self, length: int) -> bytes:
+        return await self._run(lambda raw: raw.read(self.address, length))
+
+    async def write_read(self, data: bytes, length: int) -> bytes:
+        return await self._run(lambda raw: raw.write_read(self.address, data, length))
+
+    async def probe(self) -> bool:
+        """Whether a chip acknowledges, probing the way i2cdetect does."""
+        receive = any(self.address in r for r in RECEIVE_BYTE_PROBE_RANGES)
+
+        def probe(raw: RawBus) -> bool:
+            # A NAK is an answer here ("nobody home"), not a failed transaction.
+            try:
+                if receive:
+                    raw.receive_byte(self.address)
+                else:
+                    raw.quick_write(self.address)
+            except BusNak:
+                return False
+            return True
+
+        return await self._run(probe)

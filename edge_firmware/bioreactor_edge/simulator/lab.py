@@ -1,0 +1,79 @@
+"""Ready-made simulated reactor buses for the CLI, tests and benchmarks."""
+
+from __future__ import annotations
+
+import itertools
+
+from ..drivers.base import DEFAULT_TIMING, Timing
+from .chips import Ads1115Chip, EzoChip, Sht4xChip, SimChip
+from .physics import ReactorModel
+from .virtual_bus import VirtualBus
+
+# (kind, address) of one fully equipped reactor, in the order they are added.
+STANDARD_SET = (
+    ("rtd", 0x66),
+    ("ph", 0x63),
+    ("do", 0x61),
+    ("orp", 0x62),
+    ("ec", 0x64),
+    ("pmp", 0x67),
+    ("sht4x", 0x44),
+    ("ads1115", 0x48),
+)
+# Further register chips at their alternative addresses, then EZO circuits.
+_EXTRA_REGISTER_CHIPS = (("sht4x", 0x45), ("ads1115", 0x49), ("ads1115", 0x4A), ("ads1115", 0x4B))
+_EXTRA_EZO_KINDS = ("ph", "do", "orp", "ec", "rtd")
+# Multiplexers live at 0x70-0x77; extra chips stay clear of them.
+_FREE_ADDRESSES = range(0x08, 0x70)
+
+
+def _extra_set(count: int) -> list[tuple[str, int]]:
+    chosen = list(_EXTRA_REGISTER_CHIPS[:count])
+    used = {address for _, address in STANDARD_SET} | {address for _, address in chosen}
+    addresses = (a for a in _FREE_ADDRESSES if a not in used and a not in range(0x44, 0x4C))
+    for kind, address in zip(itertools.cycle(_EXTRA_EZO_KINDS), addresses, strict=False):
+        if len(chosen) >= count:
+            break
+        chosen.append((kind, address))
+    if len(chosen) < count:
+        raise ValueError(f"a simulated bus holds at most {len(STANDARD_SET) + len(chosen)} sensors")
+    return chosen
+
+
+def build_chip(
+    kind: str, address: int, model: ReactorModel, *, timing: Timing = DEFAULT_TIMING, seed: int = 0
+) -> SimChip:
+    """One simulated chip of a driver kind."""
+    if kind == "sht4x":
+        return Sht4xChip(address, model, serial=0x10000000 + seed, seed=seed)
+    if kind == "ads1115":
+        return Ads1115Chip(address, model, seed=seed)
+    return EzoChip(kind, address, model, timing=timing, seed=seed)
+
+
+def build_reactor_bus(
+    model: ReactorModel, *, sensors: int = 8, timing: Timing = DEFAULT_TIMING, seed: int = 0
+) -> VirtualBus:
+    """A bus with `sensors` chips measuring `model`: the standard set first, then extras."""
+    if sensors < 0:
+        raise ValueError(f"sensors must not be negative, got {sensors}")
+    layout = list(STANDARD_SET[:sensors]) + _extra_set(max(0, sensors - len(STANDARD_SET)))
+    bus = VirtualBus()
+    for index, (kind, address) in enumerate(layout):
+        bus.add(build_chip(kind, address, model, timing=timing, seed=seed * 1000 + index))
+    return bus
+
+
+def simulation_timing(rate_hz: float) -> Timing:
+    """EZO timing scaled so one sensor can be read `rate_hz` times a second."""
+    if not rate_hz > 0:
+        raise ValueError(f"rate must be positive, got {rate_hz}")
+    scale = 1.0 / rate_hz  # the real circuits manage 1 reading/s
+    real = DEFAULT_TIMING
+    return Timing(
+        read_s=real.read_s * scale,
+        command_s=real.command_s * scale,
+        poll_s=real.poll_s * scale,
+        # Generous whatever the rate: a loaded machine must not turn slowness into errors.
+        timeout_s=max(real.timeout_s * scale, 1.0),
+    )
