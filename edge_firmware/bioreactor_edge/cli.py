@@ -1,14 +1,357 @@
-"""Command line entry point `bioreactor-edge`."""
+"""The `bioreactor-edge` command: run, scan, token, status, simulate."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 from . import __version__
+from .advertise import Advertiser
+from .agent import Agent
+from .api import create_app
+from .auth import load_or_create_token
+from .bus import BusOwner, RawBus, SMBusRaw
+from .config import ConfigError, default_config, load_config
+from .discovery import identify_address, scan
+from .drivers.base import Timing
+from .identity import agent_id as hardware_agent_id
+from .models import NewReading
+from .simulator.lab import CatchUpClock, build_reactor_bus, simulation_timing
+from .simulator.physics import ReactorModel
+
+_LOGGER = logging.getLogger("bioreactor_edge")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.handler(args)
+    except ConfigError as err:
+        print(f"bioreactor-edge: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bioreactor-edge", description="Bioreactor edge agent")
     parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(argv)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the agent on this board's I2C buses")
+    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.set_defaults(handler=_cmd_run)
+
+    scan_cmd = commands.add_parser("scan", help="scan I2C buses and identify what answers")
+    scan_cmd.add_argument("--config", type=Path, help="scan the configuration's reactors")
+    scan_cmd.add_argument("--bus", type=int, default=1, help="bus number without --config")
+    scan_cmd.add_argument(
+        "--simulated", action="store_true", help="scan a simulated reactor bus instead"
+    )
+    scan_cmd.set_defaults(handler=_cmd_scan)
+
+    token = commands.add_parser("token", help="print the API token (created on first use)")
+    where = token.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path)
+    where.add_argument("--data-dir", type=Path)
+    token.set_defaults(handler=_cmd_token)
+
+    status = commands.add_parser(
+        "status", help="live view of a running agent's sensors and journal"
+    )
+    status.add_argument("--config", type=Path, required=True)
+    status.add_argument("--once", action="store_true", help="print one view and exit")
+    status.add_argument("--every", type=float, default=2.0, help="refresh period in seconds")
+    status.set_defaults(handler=_cmd_status)
+
+    sim = commands.add_parser("simulate", help="run complete agents on simulated reactors")
+    sim.add_argument("--data-dir", type=Path, required=True)
+    sim.add_argument("--port", type=int, default=8420, help="first agent's port")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--token", help="API token for every agent (default: one per agent)")
+    sim.add_argument("--agents", type=_positive_int, default=1)
+    sim.add_argument("--sensors-per-reactor", type=_positive_int, default=8)
+    sim.add_argument(
+        "--rate", type=_positive_float, default=0.2, help="samples per second per sensor"
+    )
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--advertise", action="store_true", help="announce agents over zeroconf")
+    sim.add_argument(
+        "--backdate-hours",
+        type=_non_negative_float,
+        default=0.0,
+        help="start the agents' clock this many hours in the past (with --time-scale)",
+    )
+    sim.add_argument(
+        "--time-scale",
+        type=_at_least_one,
+        default=1.0,
+        help="run the backdated clock this many times faster until it reaches real time",
+    )
+    sim.add_argument(
+        "--record",
+        action="store_true",
+        help="log every journaled reading to DATA_DIR/agent-N/generated.log (fault-test oracle)",
+    )
+    sim.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _at_least_one(text: str) -> float:
+    value = float(text)
+    if not value >= 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# -- run / simulate ----------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    agent = Agent(config, agent_id=hardware_agent_id(), raw_bus=SMBusRaw)
+    token = load_or_create_token(config.data_dir)
+    asyncio.run(_serve([(agent, token, config.api.host, config.api.port)], advertise=True))
     return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    timing = simulation_timing(args.rate)
+    clock = CatchUpClock(args.backdate_hours * 3600, args.time_scale)
+    served = []
+    for index in range(args.agents):
+        data_dir = args.data_dir / f"agent-{index}"
+        base = default_config(data_dir)
+        config = replace(
+            base,
+            name=f"Simulated bench {index + 1}",
+            sampling=replace(base.sampling, interval_s=1 / args.rate),
+        )
+        seed = args.seed * 1000 + index
+        token = args.token or load_or_create_token(data_dir)
+        agent = Agent(
+            config,
+            agent_id=_simulated_agent_id(args.seed, index),
+            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, timing),
+            timing=timing,
+            clock=clock,
+            on_journaled=_recorder(data_dir / "generated.log") if args.record else None,
+        )
+        served.append((agent, token, args.host, args.port + index))
+    asyncio.run(_serve(served, advertise=args.advertise))
+    return 0
+
+
+def _recorder(path: Path) -> Callable[[Sequence[NewReading]], None]:
+    """Appends `sensor quantity time_ms value` per journaled reading; a killed
+    process loses at most the lines of its last batch (the kernel keeps the rest)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.open("a", encoding="utf-8")
+
+    def record(readings: Sequence[NewReading]) -> None:
+        log.write("".join(f"{r.sensor} {r.quantity} {r.time_ms} {r.value!r}\n" for r in readings))
+        log.flush()
+
+    return record
+
+
+def _simulated_agent_id(seed: int, index: int) -> str:
+    return hashlib.sha256(f"simulated agent {seed}/{index}".encode()).hexdigest()[:16]
+
+
+def _simulated_bus(seed: int, sensors: int, timing: Timing) -> Callable[[int], RawBus]:
+    def factory(bus_number: int) -> RawBus:
+        model = ReactorModel(seed=seed + bus_number)
+        return build_reactor_bus(model, sensors=sensors, timing=timing, seed=seed + bus_number)
+
+    return factory
+
+
+async def _serve(agents: list[tuple[Agent, str, str, int]], *, advertise: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runners: list[web.AppRunner] = []
+    advertisers: list[Advertiser] = []
+    try:
+        for agent, token, host, port in agents:
+            await agent.start()
+            runner = web.AppRunner(create_app(agent, token), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            runners.append(runner)
+            _LOGGER.info(
+                "agent %s (%s) serving http://%s:%d/api/v1/, journal epoch %s",
+                agent.agent_id,
+                agent.name,
+                host,
+                port,
+                agent.journal.epoch,
+            )
+            if advertise:
+                advertiser = Advertiser(
+                    agent_id=agent.agent_id, name=agent.name, port=port, tls=False
+                )
+                await advertiser.start()
+                advertisers.append(advertiser)
+        await stop.wait()
+    finally:
+        for advertiser in advertisers:
+            await advertiser.close()
+        for runner in runners:
+            await runner.cleanup()
+        for agent, *_ in agents:
+            await agent.stop()
+
+
+# -- token / status / scan ---------------------------------------------------
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    data_dir = load_config(args.config).data_dir if args.config else args.data_dir
+    print(load_or_create_token(data_dir))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    token = load_or_create_token(config.data_dir)
+    # A wildcard listen address is reached locally over loopback.
+    host = "127.0.0.1" if config.api.host in ("0.0.0.0", "::") else config.api.host  # noqa: S104
+    url = f"http://{host}:{config.api.port}/api/v1/status"
+    while True:
+        try:
+            # A fixed http URL built from the config, never user-supplied schemes.
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                view = render_status(json.load(response))
+        except (OSError, urllib.error.URLError, ValueError) as err:
+            view = f"agent at {url} not reachable: {err}"
+        if args.once:
+            print(view)
+            return 0
+        print("\033[2J\033[H" + view, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(asyncio.sleep(args.every))
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """A technician's view of /api/v1/status."""
+    journal = status["journal"]
+    lines = [
+        f"{status['name']}  agent {status['agent_id']}  firmware {status['firmware_version']}"
+        f"  health {status['health']} {' '.join(status['problems'])}",
+        f"journal epoch {journal['epoch']}  newest {journal['newest_seq']}  acked "
+        f"{journal['acked_seq']}  pending {journal['pending']}  dropped {journal['dropped']}  "
+        f"{journal['bytes'] / 1e6:.1f}/{journal['budget_bytes'] / 1e6:.0f} MB",
+    ]
+    for reactor in status["reactors"]:
+        lines.append(f"\n[{reactor['id']}] {reactor['name']}  bus {reactor['bus']}")
+        lines.append(f"  {'sensor':<22} {'addr':<5} {'status':<8} {'errors':>6}  values")
+        for sensor in reactor["sensors"]:
+            values = "  ".join(
+                f"{q['key']}={q['value']:.3f}{q['unit'] and ' ' + q['unit']}"
+                for q in sensor["quantities"]
+                if q["value"] is not None
+            )
+            lines.append(
+                f"  {sensor['id']:<22} 0x{sensor['address']:02x}  {sensor['status']:<8} "
+                f"{sensor['error_count']:>6}  {values}"
+            )
+    return "\n".join(lines)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    if args.config:
+        config = load_config(args.config)
+        targets = [(r.id, r.bus, r.mux_address, r.mux_channel) for r in config.reactors]
+    else:
+        targets = [(f"bus{args.bus}", args.bus, None, None)]
+    raw: Callable[[int], RawBus] = (
+        _simulated_bus(args.bus, 8, simulation_timing(5.0)) if args.simulated else SMBusRaw
+    )
+    timing = simulation_timing(5.0) if args.simulated else Timing()
+    print(asyncio.run(_scan_table(targets, raw, timing)))
+    return 0
+
+
+async def _scan_table(
+    targets: list[tuple[str, int, int | None, int | None]],
+    raw: Callable[[int], RawBus],
+    timing: Timing,
+) -> str:
+    out: list[str] = []
+    buses: dict[int, BusOwner] = {}
+    try:
+        for reactor_id, bus_number, mux_address, mux_channel in targets:
+            if bus_number not in buses:
+                buses[bus_number] = BusOwner(raw(bus_number), bus_number)
+            bus = buses[bus_number]
+            found = set(await scan(bus, mux_address=mux_address, mux_channel=mux_channel))
+            channel = "" if mux_channel is None else f" channel {mux_channel}"
+            out.append(f"{reactor_id}: bus {bus_number}{channel}")
+            out.append("     " + " ".join(f"{c:2x}" for c in range(16)))
+            for row in range(0, 0x80, 0x10):
+                cells = []
+                for address in range(row, row + 0x10):
+                    if address < 0x08 or address > 0x77:
+                        cells.append("  ")
+                    else:
+                        cells.append(f"{address:02x}" if address in found else "--")
+                out.append(f"{row:02x}: " + " ".join(cells))
+            for address in sorted(found):
+                device = bus.device(address, mux_address=mux_address, mux_channel=mux_channel)
+                identity = await identify_address(device, timing=timing)
+                what = (
+                    f"{identity.kind:<8} {identity.model} {identity.firmware or ''}".rstrip()
+                    if identity
+                    else "unknown"
+                )
+                out.append(f"  0x{address:02x}  {what}")
+    finally:
+        for bus in buses.values():
+            await bus.close()
+    return "\n".join(out)

@@ -7,7 +7,12 @@ import pytest
 from bioreactor_edge.bus import BusNak
 from bioreactor_edge.drivers.base import Timing
 from bioreactor_edge.simulator.chips import EzoChip, SimChip
-from bioreactor_edge.simulator.lab import STANDARD_SET, build_reactor_bus, simulation_timing
+from bioreactor_edge.simulator.lab import (
+    STANDARD_SET,
+    CatchUpClock,
+    build_reactor_bus,
+    simulation_timing,
+)
 from bioreactor_edge.simulator.physics import (
     AMBIENT_C,
     HEATER_GAIN_C,
@@ -231,3 +236,17 @@ def test_simulation_timing() -> None:
     assert fast.timeout_s == 1.0
     with pytest.raises(ValueError, match="positive"):
         simulation_timing(0)
+
+
+def test_catch_up_clock_runs_fast_then_follows_real_time() -> None:
+    real = [1_000_000.0]
+    clock = CatchUpClock(behind_s=3600, scale=60, real=lambda: real[0])
+    assert clock() == 1_000_000.0 - 3600
+    real[0] += 30  # half an hour of simulated time
+    assert clock() == 1_000_000.0 - 1800
+    real[0] += 32  # caught up (after 3600 / 59 s): from now on real time
+    assert clock() == real[0]
+    real[0] += 100
+    assert clock() == real[0]
+    with pytest.raises(ValueError, match="scale"):
+        CatchUpClock(behind_s=10, scale=0.5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 
 from ..drivers.base import DEFAULT_TIMING, Timing
 from .chips import Ads1115Chip, EzoChip, Sht4xChip, SimChip
@@ -77,3 +79,26 @@ def simulation_timing(rate_hz: float) -> Timing:
         # Generous whatever the rate: a loaded machine must not turn slowness into errors.
         timeout_s=max(real.timeout_s * scale, 1.0),
     )
+
+
+class CatchUpClock:
+    """A wall clock that starts `behind_s` in the past and runs `scale` times faster
+    until it has caught up with real time, then follows it.
+
+    Lets a simulated agent produce hours of timestamped history (an outage backlog)
+    in seconds; it never runs ahead of real time and never goes backwards.
+    """
+
+    def __init__(
+        self, behind_s: float, scale: float, real: Callable[[], float] = time.time
+    ) -> None:
+        if behind_s < 0 or scale < 1:
+            raise ValueError("behind_s must be >= 0 and scale >= 1")
+        self._real = real
+        self._real_start = real()
+        self._sim_start = self._real_start - behind_s
+        self._scale = scale
+
+    def __call__(self) -> float:
+        now = self._real()
+        return min(now, self._sim_start + (now - self._real_start) * self._scale)

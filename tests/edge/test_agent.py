@@ -1,0 +1,196 @@
+"""The agent end to end on simulated buses: discovery, handlers, journal, status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bioreactor_edge.agent import Agent
+from bioreactor_edge.api import SensorInUse
+from bioreactor_edge.bus import RawBus
+from bioreactor_edge.config import AgentConfig, PinnedSensor, default_config
+from bioreactor_edge.simulator.chips import SimChip
+from bioreactor_edge.simulator.lab import build_chip, build_reactor_bus, simulation_timing
+from bioreactor_edge.simulator.physics import ReactorModel
+from bioreactor_edge.simulator.virtual_bus import VirtualBus
+
+RATE_HZ = 20.0
+TIMING = simulation_timing(RATE_HZ)
+
+
+def fast_config(data_dir: Path, **changes: Any) -> AgentConfig:
+    base = default_config(data_dir)
+    config = replace(base, sampling=replace(base.sampling, interval_s=1 / RATE_HZ))
+    return replace(config, **changes)
+
+
+def single_bus(bus: VirtualBus) -> Callable[[int], RawBus]:
+    return lambda _number: bus
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def sensors(agent: Agent) -> dict[str, dict[str, Any]]:
+    return {s["id"]: s for r in agent.status()["reactors"] for s in r["sensors"]}
+
+
+@pytest.fixture
+def bus() -> VirtualBus:
+    return build_reactor_bus(ReactorModel(seed=3), sensors=8, timing=TIMING, seed=3)
+
+
+@pytest.fixture
+async def agent(tmp_path: Path, bus: VirtualBus) -> AsyncIterator[Agent]:
+    agent = Agent(fast_config(tmp_path), agent_id="a" * 16, raw_bus=single_bus(bus), timing=TIMING)
+    await agent.start()
+    yield agent
+    await agent.stop()
+
+
+async def test_discovers_identifies_and_journals_every_sensor(agent: Agent) -> None:
+    found = sensors(agent)
+    assert {s["kind"] for s in found.values()} == {
+        "rtd",
+        "ph",
+        "do",
+        "orp",
+        "ec",
+        "pmp",
+        "sht4x",
+        "ads1115",
+    }
+    assert found["bus1-ph-63"]["model"] == "EZO-pH"
+    assert all(s["status"] == "online" for s in found.values())
+
+    await wait_for(lambda: agent.journal.stats().newest_seq >= 60)
+    readings, _more = await agent.journal.read_after(0, 10_000)
+    by_quantity = {(r.sensor, r.quantity): r for r in readings}
+    assert 5.0 < by_quantity["bus1-ph-63", "ph"].value < 8.0
+    assert 20.0 < by_quantity["bus1-rtd-66", "temperature"].value < 45.0
+    assert [r.seq for r in readings] == sorted({r.seq for r in readings})
+
+    status = agent.status()
+    assert status["agent_id"] == "a" * 16
+    assert status["health"] == "ok"
+    assert status["journal"]["newest_seq"] >= 60
+    assert status["buses"][0]["transactions_ok"] > 0
+    ph = next(q for q in sensors(agent)["bus1-ph-63"]["quantities"] if q["key"] == "ph")
+    assert ph["unit"] == "pH"
+    assert ph["value"] is not None
+    assert ph["time"].endswith("Z")
+
+
+async def test_compensated_sensors_use_the_reactor_temperature(
+    agent: Agent, bus: VirtualBus
+) -> None:
+    await wait_for(lambda: agent.journal.stats().newest_seq >= 200)
+    readings, _ = await agent.journal.read_after(0, 10_000)
+    first_temperature = min(r.seq for r in readings if r.sensor == "bus1-rtd-66")
+    # The very first pH reads may precede the first temperature; later ones are compensated.
+    later = [r for r in readings if r.sensor == "bus1-ph-63" and r.seq > first_temperature + 20]
+    assert later
+    assert {r.quality for r in later} == {"good"}
+
+    # Without a live temperature the pH circuit's readings are marked uncompensated.
+    bus.chip(0x66).faults.unplugged = True
+    await agent.rescan()
+    newest = agent.journal.stats().newest_seq
+    await wait_for(lambda: agent.journal.stats().newest_seq > newest + 200)
+    readings, _ = await agent.journal.read_after(newest + 150, 10_000)
+    assert {r.quality for r in readings if r.sensor == "bus1-ph-63"} == {"uncompensated"}
+
+
+async def test_sensor_appears_vanishes_and_is_forgotten(agent: Agent, bus: VirtualBus) -> None:
+    bus.add(build_chip("orp", 0x30, ReactorModel(seed=9), timing=TIMING, seed=9))
+    await agent.rescan()
+    assert sensors(agent)["bus1-orp-30"]["status"] == "online"
+
+    with pytest.raises(SensorInUse):
+        agent.forget_sensor("bus1-orp-30")
+
+    bus.chip(0x30).faults.unplugged = True
+    await agent.rescan()
+    vanished = sensors(agent)["bus1-orp-30"]
+    assert vanished["status"] == "offline"
+
+    # Offline sensors stay listed across rescans until forgotten explicitly.
+    await agent.rescan()
+    assert "bus1-orp-30" in sensors(agent)
+    agent.forget_sensor("bus1-orp-30")
+    assert "bus1-orp-30" not in sensors(agent)
+    with pytest.raises(KeyError):
+        agent.forget_sensor("bus1-orp-30")
+
+
+async def test_replugged_sensor_comes_back_online(agent: Agent, bus: VirtualBus) -> None:
+    bus.chip(0x61).faults.unplugged = True
+    await agent.rescan()
+    assert sensors(agent)["bus1-do-61"]["status"] == "offline"
+    bus.chip(0x61).faults.unplugged = False
+    await agent.rescan()
+    assert sensors(agent)["bus1-do-61"]["status"] == "online"
+    seen = agent.journal.stats().newest_seq
+    await wait_for(lambda: agent.journal.stats().newest_seq > seen + 50)
+    readings, _ = await agent.journal.read_after(seen, 10_000)
+    assert any(r.sensor == "bus1-do-61" for r in readings)
+
+
+async def test_unidentified_address_is_listed_as_unknown(agent: Agent, bus: VirtualBus) -> None:
+    bus.add(SimChip(0x20))
+    await agent.rescan()
+    unknown = sensors(agent)["bus1-unknown-20"]
+    assert unknown["status"] == "unknown"
+    assert unknown["quantities"] == []
+    agent.forget_sensor("bus1-unknown-20")
+    assert "bus1-unknown-20" not in sensors(agent)
+
+
+async def test_failing_sensor_is_in_error_while_others_keep_sampling(
+    agent: Agent, bus: VirtualBus
+) -> None:
+    bus.chip(0x63).faults.garbage = True
+    await wait_for(lambda: sensors(agent)["bus1-ph-63"]["status"] == "error")
+    failing = sensors(agent)["bus1-ph-63"]
+    assert failing["consecutive_errors"] >= 3
+    assert failing["last_error"] == "garbage"
+
+    seen = agent.journal.stats().newest_seq
+    await wait_for(lambda: agent.journal.stats().newest_seq > seen + 50)
+    readings, _ = await agent.journal.read_after(seen, 10_000)
+    assert {r.sensor for r in readings} >= {"bus1-do-61", "bus1-rtd-66"}
+
+    bus.chip(0x63).faults.garbage = False
+    await wait_for(lambda: sensors(agent)["bus1-ph-63"]["status"] == "online")
+    assert sensors(agent)["bus1-ph-63"]["consecutive_errors"] == 0
+
+
+async def test_pinned_sensors_without_scanning(tmp_path: Path, bus: VirtualBus) -> None:
+    base = fast_config(tmp_path)
+    reactor = replace(
+        base.reactors[0],
+        sensors=(
+            PinnedSensor(address=0x63, kind="ph", interval_s=None),
+            PinnedSensor(address=0x5A, kind="orp", interval_s=None),
+        ),
+    )
+    config = replace(base, reactors=(reactor,), discovery=replace(base.discovery, scan=False))
+    agent = Agent(config, agent_id="b" * 16, raw_bus=single_bus(bus), timing=TIMING)
+    await agent.start()
+    try:
+        # Only the pinned addresses, even though the bus holds eight chips.
+        assert set(sensors(agent)) == {"bus1-ph-63", "bus1-orp-5a"}
+        await wait_for(lambda: sensors(agent)["bus1-ph-63"]["status"] == "online")
+        # A pinned sensor that does not answer is in error, not silently missing.
+        await wait_for(lambda: sensors(agent)["bus1-orp-5a"]["status"] == "error")
+        assert sensors(agent)["bus1-orp-5a"]["last_error"] == "nak"
+    finally:
+        await agent.stop()

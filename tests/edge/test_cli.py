@@ -1,0 +1,172 @@
+"""The `bioreactor-edge` command, run as a user would: real subprocesses on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bioreactor_edge.cli import main
+
+TOKEN = "t" * 43
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, token: str | None = TOKEN) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+        return json.load(resp)
+
+
+def wait_until(condition: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except (OSError, urllib.error.URLError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def simulated_agents(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bioreactor_edge",
+            "simulate",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--rate",
+            "5",
+            "--agents",
+            "2",
+            "--sensors-per-reactor",
+            "8",
+            "--seed",
+            "7",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: get(f"http://127.0.0.1:{port + 1}/api/v1/info", None))
+        yield port, tmp_path
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out.decode()
+        assert b"Traceback" not in out, out.decode()
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "scan", "token", "status", "simulate"):
+        assert command in out
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("bioreactor-edge")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == __import__("bioreactor_edge").__version__
+
+
+def test_token_is_created_once_and_owner_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "--data-dir", str(tmp_path / "data")]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["token", "--data-dir", str(tmp_path / "data")]) == 0
+    assert capsys.readouterr().out.strip() == first
+    assert len(first) >= 43  # 256 bits, url-safe base64
+    token_files = [p for p in (tmp_path / "data").iterdir() if p.is_file()]
+    assert token_files and all(p.stat().st_mode & 0o077 == 0 for p in token_files)
+
+
+def test_invalid_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[api]\nport = "eighty"\n')
+    assert main(["token", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "api" in err and "port" in err
+
+
+def test_scan_simulated_prints_table_and_identities(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "--simulated"]) == 0
+    out = capsys.readouterr().out
+    assert "60: " in out and " 63 " in out  # the pH circuit's row of the table
+    for kind in ("ph", "do", "orp", "ec", "rtd", "pmp", "sht4x", "ads1115"):
+        assert f" {kind} " in out, kind
+
+
+def test_simulate_serves_plausible_moving_readings(simulated_agents: tuple[int, Path]) -> None:
+    port, data_dir = simulated_agents
+    base = f"http://127.0.0.1:{port}/api/v1"
+    info = get(f"{base}/info", None)
+    other = get(f"http://127.0.0.1:{port + 1}/api/v1/info", None)
+    assert info["agent_id"] != other["agent_id"]
+    assert (data_dir / "agent-0").is_dir() and (data_dir / "agent-1").is_dir()
+
+    def temperatures() -> list[float]:
+        page = get(f"{base}/readings?after=0&limit=10000")
+        return [r["value"] for r in page["readings"] if r["quantity"] == "temperature"]
+
+    values = wait_until(lambda: (t := temperatures()) and len(t) >= 10 and t)
+    assert all(15.0 < v < 45.0 for v in values), values
+    status = get(f"{base}/status")
+    sensors = {s["kind"]: s for s in status["reactors"][0]["sensors"]}
+    assert {"ph", "do", "orp", "ec", "rtd", "pmp", "sht4x", "ads1115"} <= set(sensors)
+    ph = next(q for q in sensors["ph"]["quantities"] if q["key"] == "ph")
+    assert 5.0 < ph["value"] < 8.5
+    assert status["journal"]["newest_seq"] > 0
+    # Readings keep coming: the journal grows while we watch.
+    first = status["journal"]["newest_seq"]
+    wait_until(lambda: get(f"{base}/status")["journal"]["newest_seq"] > first + 20)
+
+
+def test_status_once_renders_a_running_agent(
+    simulated_agents: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, data_dir = simulated_agents
+    config = tmp_path / "status.toml"
+    config.write_text(f'data_dir = "{data_dir / "agent-0"}"\n[api]\nport = {port}\n')
+    # The simulated agents use --token; status reads the data dir's token file.
+    (data_dir / "agent-0" / "token").write_text(TOKEN)
+    (data_dir / "agent-0" / "token").chmod(0o600)
+    wait_until(lambda: get(f"http://127.0.0.1:{port}/api/v1/status")["reactors"][0]["sensors"])
+    result = subprocess.run(
+        [sys.executable, "-m", "bioreactor_edge", "status", "--config", str(config), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "journal epoch" in result.stdout
+    assert "bus1-ph-63" in result.stdout
