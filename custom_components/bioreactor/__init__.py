@@ -1,1 +1,70 @@
 """The Bioreactor integration: edge agents' reactors as Home Assistant devices."""
+
+from __future__ import annotations
+
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.device_registry import DeviceEntry
+from homeassistant.helpers.typing import ConfigType
+
+from .api import BioreactorClient, BioreactorError
+from .const import DOMAIN, LOGGER
+from .coordinator import BioreactorConfigEntry, BioreactorCoordinator
+from .entity import agent_device
+from .services import async_setup_services
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -> bool:
+    client = BioreactorClient(
+        entry.data[CONF_HOST],
+        entry.data[CONF_PORT],
+        entry.data[CONF_TOKEN],
+        async_get_clientsession(hass),
+    )
+    coordinator = BioreactorCoordinator(hass, entry, client)
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = coordinator
+    # The agent's device first: reactor devices link to it.
+    dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, **agent_device(coordinator)
+    )
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -> bool:
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: BioreactorConfigEntry, device: DeviceEntry
+) -> bool:
+    """Allows removing a reactor whose sensors the agent reports offline or unknown;
+    the agent is told to forget them."""
+    coordinator = entry.runtime_data
+    agent_id = coordinator.agent_id
+    for reactor in coordinator.data.reactors:
+        if (DOMAIN, f"{agent_id}_{reactor.id}") not in device.identifiers:
+            continue
+        if any(s.status in ("online", "error") for s in reactor.sensors):
+            return False
+        try:
+            for sensor in reactor.sensors:
+                await coordinator.client.forget_sensor(sensor.id)
+        except BioreactorError as err:
+            LOGGER.warning("agent %s could not forget reactor %s: %s", agent_id, reactor.id, err)
+            return False
+        await coordinator.async_request_refresh()
+        return True
+    # The agent device itself cannot be removed; a reactor the agent no longer lists can.
+    return (DOMAIN, agent_id) not in device.identifiers

@@ -1,0 +1,222 @@
+"""One coordinator per agent: polls /status for live state and drains its readings.
+
+Live entity state comes from the agent's status (the newest reading of every
+quantity). Every reading also goes through the exactly-once delivery pipeline
+into the raw archive; readings that arrive too late to be live (an outage
+backlog) become hourly long-term statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from homeassistant.components.recorder.models import StatisticData, StatisticMeanType
+from homeassistant.components.recorder.statistics import async_import_statistics
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
+
+from .api import (
+    AgentStatus,
+    BioreactorAuthenticationError,
+    BioreactorClient,
+    BioreactorError,
+    Reading,
+)
+from .backfill import HourlyBackfill
+from .const import (
+    ARCHIVE_DIR,
+    CLOCK_SKEW_LIMIT,
+    DOMAIN,
+    DRAIN_PAGES_PER_RUN,
+    LIVE_WINDOW,
+    LOGGER,
+    MAX_BACKOFF,
+    SCAN_INTERVAL,
+    SENSOR_ERROR_REPAIR_AFTER,
+)
+from .delivery import Delivery
+
+type BioreactorConfigEntry = ConfigEntry[BioreactorCoordinator]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    remaining: int
+    delivered: int
+
+
+class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
+    """Polls one agent; owns its delivery pipeline and repairs."""
+
+    config_entry: BioreactorConfigEntry
+
+    def __init__(
+        self, hass: HomeAssistant, entry: BioreactorConfigEntry, client: BioreactorClient
+    ) -> None:
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} {entry.title}",
+            update_interval=SCAN_INTERVAL,
+            always_update=False,
+        )
+        self.client = client
+        self.agent_id: str = entry.unique_id or entry.entry_id
+        self.archive_dir = Path(hass.config.path(ARCHIVE_DIR))
+        agent_dir = self.archive_dir / self.agent_id
+        self.delivery = Delivery(
+            client,
+            agent_dir,
+            Path(hass.config.path(".storage", f"{DOMAIN}_cursor_{self.agent_id}.json")),
+            hass.async_add_executor_job,
+        )
+        self._backfill = HourlyBackfill(agent_dir)
+        self._drain: asyncio.Task[None] | None = None
+        self._error_since: dict[str, datetime] = {}
+        self.delivered_total = 0
+
+    async def _async_setup(self) -> None:
+        await self.delivery.recover()
+
+    async def _async_update_data(self) -> AgentStatus:
+        try:
+            status = await self.client.status()
+        except BioreactorAuthenticationError as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="invalid_auth"
+            ) from err
+        except BioreactorError as err:
+            # Back off: double the interval up to MAX_BACKOFF while the agent is down.
+            current = self.update_interval or SCAN_INTERVAL
+            self.update_interval = min(current * 2, MAX_BACKOFF)
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        self.update_interval = SCAN_INTERVAL
+        self._update_repairs(status)
+        self._start_drain()
+        return status
+
+    # -- delivery ----------------------------------------------------------------
+
+    def _start_drain(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = self.config_entry.async_create_background_task(
+                self.hass, self._drain_backlog(), f"{DOMAIN} drain {self.agent_id}"
+            )
+
+    async def _drain_backlog(self) -> None:
+        """Pulls pages until caught up (bounded per run; the next poll continues)."""
+        for _ in range(DRAIN_PAGES_PER_RUN):
+            try:
+                delivered = await self.delivery.pull()
+            except BioreactorError as err:
+                LOGGER.debug("delivery from %s paused: %s", self.agent_id, err)
+                return
+            self.delivered_total += len(delivered.readings)
+            if delivered.readings:
+                await self._backfill_statistics(delivered.readings)
+            if not delivered.more:
+                return
+
+    async def _backfill_statistics(self, readings: tuple[Reading, ...]) -> None:
+        cutoff = dt_util.utcnow() - LIVE_WINDOW
+        hours = await self.hass.async_add_executor_job(self._backfill.add, readings, cutoff)
+        if not hours:
+            return
+        registry = er.async_get(self.hass)
+        units = {
+            (s.id, q.key): q.unit
+            for r in (self.data.reactors if self.data else ())
+            for s in r.sensors
+            for q in s.quantities
+        }
+        for (sensor, quantity), aggregates in hours.items():
+            entity_id = registry.async_get_entity_id(
+                "sensor", DOMAIN, f"{self.agent_id}_{sensor}_{quantity}"
+            )
+            if entity_id is None:
+                continue
+            async_import_statistics(
+                self.hass,
+                {
+                    "mean_type": StatisticMeanType.ARITHMETIC,
+                    "has_sum": False,
+                    "name": None,
+                    "source": "recorder",
+                    "statistic_id": entity_id,
+                    "unit_class": None,
+                    "unit_of_measurement": units.get((sensor, quantity)),
+                },
+                [
+                    StatisticData(start=start, mean=a.mean, min=a.minimum, max=a.maximum)
+                    for start, a in aggregates
+                ],
+            )
+
+    async def async_shutdown(self) -> None:
+        await super().async_shutdown()
+        if self._drain is not None and not self._drain.done():
+            self._drain.cancel()
+
+    # -- repairs -----------------------------------------------------------------
+
+    def _update_repairs(self, status: AgentStatus) -> None:
+        now = dt_util.utcnow()
+        self._issue(
+            "journal_dropping",
+            status.journal.dropped > 0 or "journal_dropping" in status.problems,
+            {"dropped": str(status.journal.dropped)},
+        )
+        skew = abs(status.time - now)
+        self._issue(
+            "clock_skew",
+            skew > CLOCK_SKEW_LIMIT,
+            {"seconds": str(round(skew.total_seconds()))},
+        )
+        in_error = {s.id for r in status.reactors for s in r.sensors if s.status == "error"}
+        for sensor_id in list(self._error_since):
+            if sensor_id not in in_error:
+                del self._error_since[sensor_id]
+                self._issue(f"sensor_error_{sensor_id}", False, {})
+        for sensor_id in in_error:
+            since = self._error_since.setdefault(sensor_id, now)
+            if now - since >= SENSOR_ERROR_REPAIR_AFTER:
+                self._issue(
+                    f"sensor_error_{sensor_id}",
+                    True,
+                    {"sensor": sensor_id},
+                    translation_key="sensor_error",
+                )
+
+    def _issue(
+        self,
+        issue: str,
+        active: bool,
+        placeholders: dict[str, str],
+        *,
+        translation_key: str | None = None,
+    ) -> None:
+        issue_id = f"{self.agent_id}_{issue}"
+        if not active:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=translation_key or issue,
+            translation_placeholders={"agent": self.config_entry.title, **placeholders},
+        )
