@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock, patch
+from unittest.mock import AsyncMock, PropertyMock, patch
 
 import pytest
 
@@ -16,6 +16,7 @@ import custom_components.bioreactor  # noqa: F401
 from custom_components.bioreactor.api import ReadingsPage, parse_info, parse_status
 from custom_components.bioreactor.const import DOMAIN
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -30,6 +31,12 @@ def auto_enable_custom_integrations(
     recorder_mock: Any, enable_custom_integrations: None
 ) -> None:
     """Load custom_components/bioreactor, with the recorder it depends on, in every test."""
+
+
+@pytest.fixture(autouse=True)
+def config_dir_in_tmp(hass: HomeAssistant, tmp_path: Path) -> None:
+    """The archive and cursor files go to a fresh directory per test."""
+    hass.config.config_dir = str(tmp_path)
 
 
 @pytest.fixture
@@ -68,3 +75,14 @@ def mock_client(status_payload: dict[str, Any]) -> Generator[AsyncMock]:
 @pytest.fixture
 def sensors_of(status_payload: dict[str, Any]) -> Callable[[], list[dict[str, Any]]]:
     return lambda: [s for r in status_payload["reactors"] for s in r["sensors"]]
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Generator[None]:
+    """Enable the entities that are disabled by default (as Home Assistant core's tests do)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        return_value=True,
+        new_callable=PropertyMock,
+    ):
+        yield

@@ -1,0 +1,99 @@
+"""The integration against a REAL edge agent (`bioreactor-edge simulate`) on loopback:
+client and agent API cannot drift, and delivery archives every reading exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from tests.support.agent_process import AgentProcess
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
+    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
+    process = AgentProcess(python, tmp_path / "agent", rate_hz=10.0, sensors=8)
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+def archived(config_dir: Path, agent_id: str) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted((config_dir / ARCHIVE_DIR / agent_id).rglob("*.csv")):
+        with path.open(newline="") as file:
+            rows.extend(csv.DictReader(file))
+    return rows
+
+
+async def test_real_agent_end_to_end(hass: HomeAssistant, agent: AgentProcess) -> None:
+    info = await hass.async_add_executor_job(agent.get, "/api/v1/info")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=info["name"],
+        unique_id=info["agent_id"],
+        data={CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: agent.token},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+    # Devices and entities come from the agent's own answers.
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    assert {d.name for d in devices} == {info["name"], "Reactor 1"}
+    entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    assert {e.unique_id for e in entities} >= {
+        f"{info['agent_id']}_bus1-ph-63_ph",
+        f"{info['agent_id']}_bus1-rtd-66_temperature",
+        f"{info['agent_id']}_bus1-do-61_dissolved_oxygen",
+        f"{info['agent_id']}_bus1-ec-64_conductivity",
+    }
+
+    # Let readings accumulate and the coordinator deliver them a few times.
+    coordinator = entry.runtime_data
+    for _ in range(4):
+        await asyncio.sleep(0.5)
+        await coordinator.async_refresh()
+        await hass.async_block_till_done()
+    registry = er.async_get(hass)
+    ph = registry.async_get_entity_id("sensor", DOMAIN, f"{info['agent_id']}_bus1-ph-63_ph")
+    rtd = registry.async_get_entity_id(
+        "sensor", DOMAIN, f"{info['agent_id']}_bus1-rtd-66_temperature"
+    )
+    assert ph is not None
+    assert rtd is not None
+    assert 5.0 < float(hass.states.get(ph).state) < 8.0
+    assert 20.0 < float(hass.states.get(rtd).state) < 45.0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    rows = archived(Path(hass.config.config_dir), info["agent_id"])
+    assert rows, "nothing was archived"
+    seqs = [int(r["seq"]) for r in rows]
+    assert len(seqs) == len(set(seqs)), "a reading was archived twice"
+    assert seqs == list(range(1, len(seqs) + 1)), "a reading is missing"
+    # The agent has every archived reading acknowledged, and the archive matches its journal.
+    status = await hass.async_add_executor_job(agent.get, "/api/v1/status")
+    assert status["journal"]["acked_seq"] == seqs[-1]
+    page = await hass.async_add_executor_job(
+        agent.get, f"/api/v1/readings?after=0&limit={len(seqs)}"
+    )
+    assert [(r["seq"], r["time"], r["sensor"], r["quantity"], float(r["value"])) for r in page["readings"]] == [
+        (int(r["seq"]), r["time"], r["sensor"], r["quantity"], float(r["value"])) for r in rows
+    ]
