@@ -239,7 +239,9 @@ def create_app(
                 raise
             code = _STATUS_CODES.get(err.status, "bad_request")
             status = err.status if err.status in _STATUS_CODES else 400
-            return error_response(status, code, err.reason)
+            # 405 must keep its Allow header (RFC 9110).
+            kept = {k: v for k, v in err.headers.items() if k == "Allow"}
+            return error_response(status, code, err.reason, **kept)
         except Exception:
             # Never a traceback to the client; the log has it.
             _LOGGER.exception("unexpected error serving %s %s", request.method, request.path)

@@ -319,12 +319,19 @@ class Journal:
         while self._waiting:
             batches, self._waiting = self._waiting, []
             readings = [r for batch, _ in batches for r in batch]
+            failure: BaseException | None = None
             try:
                 await self._run(self._commit, readings)
-            finally:
-                for _, done in batches:
-                    if not done.done():
-                        done.set_result(None)
+            except Exception as err:  # handed to every waiting caller instead
+                failure = err
+            for _, done in batches:
+                if done.done():
+                    continue
+                # A failed commit must never look durable to the callers it carried.
+                if failure is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failure)
 
     def _commit(self, readings: list[NewReading]) -> None:
         """Writes the backlog, then `readings`; parks them in the backlog on a disk problem."""
@@ -345,16 +352,22 @@ class Journal:
         self._measure()
 
     def _insert(self, readings: Sequence[NewReading]) -> None:
-        with self._transaction() as conn:
-            rows = [(r.time_ms, self._series_id(conn, r), r.value, r.quality) for r in readings]
-            conn.executemany(
-                "INSERT INTO readings (time_ms, series, value, quality) VALUES (?, ?, ?, ?)", rows
-            )
-            if self._dropped_unsaved:
-                conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (self._dropped,))
-            newest = conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
-            ).fetchone()[0]
+        try:
+            with self._transaction() as conn:
+                rows = [(r.time_ms, self._series_id(conn, r), r.value, r.quality) for r in readings]
+                conn.executemany(
+                    "INSERT INTO readings (time_ms, series, value, quality) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+                if self._dropped_unsaved:
+                    conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (self._dropped,))
+                newest = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
+                ).fetchone()[0]
+        except BaseException:
+            # Series rows added in the rolled-back transaction are gone: forget their ids.
+            self._series.clear()
+            raise
         self._dropped_unsaved = False
         self._newest = int(newest)
         if not self._writable:
@@ -365,33 +378,27 @@ class Journal:
         key = (reading.reactor, reading.sensor, reading.quantity, reading.unit)
         series_id = self._series.get(key)
         if series_id is None:
-            cursor = conn.execute(
-                "INSERT INTO series (reactor, sensor, quantity, unit) VALUES (?, ?, ?, ?)", key
+            # The cache may lag the database (cleared after a failure), so never assume absence.
+            conn.execute(
+                "INSERT OR IGNORE INTO series (reactor, sensor, quantity, unit) VALUES (?, ?, ?, ?)",
+                key,
             )
-            assert cursor.lastrowid is not None
-            series_id = cursor.lastrowid
-            # Cached only once committed would be stricter; a rolled-back series row is
-            # re-inserted because the cache is cleared on every failure (_disk_failed).
+            series_id = int(
+                conn.execute(
+                    "SELECT id FROM series WHERE reactor = ? AND sensor = ? AND quantity = ? "
+                    "AND unit = ?",
+                    key,
+                ).fetchone()[0]
+            )
             self._series[key] = series_id
         return series_id
 
     def _disk_failed(self, err: BaseException) -> None:
-        self._series.clear()
         if self._writable:
             _LOGGER.error("journal cannot write (%s); keeping readings in memory", err)
         self._writable = False
-        # After an I/O error SQLite may need a fresh connection; the series cache reloads.
+        # After an I/O error SQLite may need a fresh connection (re-opened on the next retry).
         self._close_conn()
-        try:
-            self._connect()
-            self._series = {
-                (reactor, sensor, quantity, unit): series_id
-                for series_id, reactor, sensor, quantity, unit in self._db.execute(
-                    "SELECT id, reactor, sensor, quantity, unit FROM series"
-                )
-            }
-        except sqlite3.Error:
-            self._close_conn()
 
     def _park(self, readings: list[NewReading]) -> None:
         self._backlog.extend(readings)
@@ -413,7 +420,6 @@ class Journal:
                 self._connect()
             except sqlite3.Error:
                 return False
-            self._series.clear()
         parked = list(self._backlog)
         try:
             for start in range(0, len(parked), DELETE_CHUNK):
@@ -521,16 +527,17 @@ class Journal:
                 return  # nothing left to delete: the schema itself is over budget
             last = min(self._newest, self._oldest + 999)
             count = last - self._oldest + 1
-            self._delete_chunk("seq <= ?", (last,))
             self._count_dropped(count)
-            with self._transaction() as conn:
-                conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (self._dropped,))
-            self._dropped_unsaved = False
+            self._delete_chunk("seq <= ?", (last,))
 
     def _delete_chunk(self, where: str, args: tuple[int, ...]) -> bool:
         """Deletes one chunk of readings; True if anything was deleted."""
         with self._transaction() as conn:
             deleted = conn.execute(f"DELETE FROM readings WHERE {where}", args).rowcount  # noqa: S608
+            if self._dropped_unsaved:
+                # Same transaction as the deletion: a drop is never lost from the count.
+                conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (self._dropped,))
+        self._dropped_unsaved = False
         if deleted:
             oldest = self._db.execute("SELECT MIN(seq) FROM readings").fetchone()[0]
             self._oldest = int(oldest) if oldest is not None else self._newest + 1

@@ -91,7 +91,8 @@ def scan_wal(path: Path) -> WalScan:  # noqa: PLR0911, PLR0912 (one check per fo
             ">6I", data[offset : offset + FRAME_HEADER_BYTES]
         )
         if (f_salt1, f_salt2) != (salt1, salt2):
-            stale = 0 < (salt1 - f_salt1) % (1 << 32) < _STALE_GENERATIONS
+            # An older generation differs in both salts; a damaged header in just one.
+            stale = f_salt2 != salt2 and 0 < (salt1 - f_salt1) % (1 << 32) < _STALE_GENERATIONS
             reason = "frame of another WAL generation"
             break
         s0, s1 = _checksum(struct.unpack(f"{order}2I", data[offset : offset + 8]), s0, s1)
@@ -164,29 +165,36 @@ def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator
     cursor = after
     skip = 1
     while cursor < newest:
+        rows: list[tuple[object, ...]] = []
+        damaged = False
         try:
-            rows = conn.execute(_SALVAGE_QUERY, (cursor, _SALVAGE_CHUNK)).fetchall()
+            # Row by row, so the rows read before a damaged page are kept.
+            rows.extend(conn.execute(_SALVAGE_QUERY, (cursor, _SALVAGE_CHUNK)))
         except sqlite3.DatabaseError:
+            damaged = True
+        if rows:
+            cursor = int(str(rows[-1][0]))
+            skip = 1
+            yield [_new_reading(row) for row in rows]
+        if damaged:
             # A damaged b-tree page: jump over it, widening the jump until reads succeed again.
             cursor += skip
             skip *= 2
-            continue
-        skip = 1
-        if not rows:
+        elif len(rows) < _SALVAGE_CHUNK:
             return
-        cursor = int(rows[-1][0])
-        yield [
-            NewReading(
-                time_ms=int(t),
-                reactor=str(r),
-                sensor=str(s),
-                quantity=str(q),
-                value=float(v),
-                unit=str(u),
-                quality=str(ql),
-            )
-            for _, t, r, s, q, v, u, ql in rows
-        ]
+
+
+def _new_reading(row: tuple[object, ...]) -> NewReading:
+    _, time_ms, reactor, sensor, quantity, value, unit, quality = row
+    return NewReading(
+        time_ms=int(str(time_ms)),
+        reactor=str(reactor),
+        sensor=str(sensor),
+        quantity=str(quantity),
+        value=float(str(value)),
+        unit=str(unit),
+        quality=str(quality),
+    )
 
 
 def salvage(evidence: Path, scratch: Path) -> Iterator[list[NewReading]]:

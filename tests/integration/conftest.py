@@ -9,16 +9,16 @@ from typing import Any
 from unittest.mock import AsyncMock, PropertyMock, patch
 
 import pytest
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 # PHCC puts its own testing_config first on sys.path; importing our package
 # before the hass fixture runs makes HA find this integration (see docs/toolchain.md).
 import custom_components.bioreactor  # noqa: F401
 from custom_components.bioreactor.api import ReadingsPage, parse_info, parse_status
 from custom_components.bioreactor.const import DOMAIN
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
-from homeassistant.core import HomeAssistant
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AGENT_ID = "ef785eb90d638e3d"
@@ -27,9 +27,7 @@ ENTRY_DATA = {CONF_HOST: "192.0.2.10", CONF_PORT: 8420, CONF_TOKEN: TOKEN}
 
 
 @pytest.fixture(autouse=True)
-def auto_enable_custom_integrations(
-    recorder_mock: Any, enable_custom_integrations: None
-) -> None:
+def auto_enable_custom_integrations(recorder_mock: Any, enable_custom_integrations: None) -> None:
     """Load custom_components/bioreactor, with the recorder it depends on, in every test."""
 
 

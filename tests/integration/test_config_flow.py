@@ -7,6 +7,12 @@ from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
+from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.api import (
     BioreactorAuthenticationError,
@@ -14,12 +20,6 @@ from custom_components.bioreactor.api import (
     BioreactorProtocolError,
 )
 from custom_components.bioreactor.const import CONF_RESOLUTIONS, DOMAIN
-from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from .conftest import AGENT_ID, ENTRY_DATA, TOKEN
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
 from tests.support.agent_process import AgentProcess
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -94,6 +94,7 @@ async def test_real_agent_end_to_end(hass: HomeAssistant, agent: AgentProcess) -
     page = await hass.async_add_executor_job(
         agent.get, f"/api/v1/readings?after=0&limit={len(seqs)}"
     )
-    assert [(r["seq"], r["time"], r["sensor"], r["quantity"], float(r["value"])) for r in page["readings"]] == [
-        (int(r["seq"]), r["time"], r["sensor"], r["quantity"], float(r["value"])) for r in rows
-    ]
+    assert [
+        (r["seq"], r["time"], r["sensor"], r["quantity"], float(r["value"]))
+        for r in page["readings"]
+    ] == [(int(r["seq"]), r["time"], r["sensor"], r["quantity"], float(r["value"])) for r in rows]

@@ -11,14 +11,6 @@ from unittest.mock import AsyncMock
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
-from syrupy.assertion import SnapshotAssertion
-
-from custom_components.bioreactor.api import (
-    BioreactorAuthenticationError,
-    BioreactorConnectionError,
-)
-from custom_components.bioreactor.const import DOMAIN
-from custom_components.bioreactor.diagnostics import async_get_config_entry_diagnostics
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
@@ -32,6 +24,14 @@ from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
 )
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.bioreactor.api import (
+    BioreactorAuthenticationError,
+    BioreactorConnectionError,
+)
+from custom_components.bioreactor.const import DOMAIN
+from custom_components.bioreactor.diagnostics import async_get_config_entry_diagnostics
 
 from .conftest import AGENT_ID, TOKEN
 
@@ -91,8 +91,12 @@ async def test_devices_per_reactor_via_agent(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, device_registry: dr.DeviceRegistry
 ) -> None:
     await setup(hass, mock_config_entry)
-    agent = device_registry.async_get_device_by_identifier((DOMAIN, AGENT_ID), mock_config_entry.entry_id)
-    reactor = device_registry.async_get_device_by_identifier((DOMAIN, f"{AGENT_ID}_bus1"), mock_config_entry.entry_id)
+    agent = device_registry.async_get_device_by_identifier(
+        (DOMAIN, AGENT_ID), mock_config_entry.entry_id
+    )
+    reactor = device_registry.async_get_device_by_identifier(
+        (DOMAIN, f"{AGENT_ID}_bus1"), mock_config_entry.entry_id
+    )
     assert agent is not None
     assert reactor is not None
     assert reactor.via_device_id == agent.id
@@ -225,8 +229,12 @@ async def test_device_removal_only_for_offline_reactors(
 ) -> None:
     assert await async_setup_component(hass, "config", {})
     await setup(hass, mock_config_entry)
-    reactor = device_registry.async_get_device_by_identifier((DOMAIN, f"{AGENT_ID}_bus1"), mock_config_entry.entry_id)
-    agent = device_registry.async_get_device_by_identifier((DOMAIN, AGENT_ID), mock_config_entry.entry_id)
+    reactor = device_registry.async_get_device_by_identifier(
+        (DOMAIN, f"{AGENT_ID}_bus1"), mock_config_entry.entry_id
+    )
+    agent = device_registry.async_get_device_by_identifier(
+        (DOMAIN, AGENT_ID), mock_config_entry.entry_id
+    )
     client = await hass_ws_client(hass)
 
     async def remove(device_id: str) -> bool:
@@ -287,7 +295,9 @@ async def test_repairs_raised_and_cleared(
     assert not issue_registry.issues
 
 
-async def test_unload(hass: HomeAssistant, mock_config_entry: MockConfigEntry, mock_client: AsyncMock) -> None:
+async def test_unload(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, mock_client: AsyncMock
+) -> None:
     await setup(hass, mock_config_entry)
     assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
     await hass.async_block_till_done()

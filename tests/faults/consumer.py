@@ -1,0 +1,59 @@
+"""A light consumer process: the integration's real delivery pipeline without Home Assistant.
+
+    python consumer.py HOST PORT TOKEN OUT_DIR PAGE_SIZE [--until-caught-up]
+
+Loops pulling pages into OUT_DIR/archive with the cursor in OUT_DIR/cursor.json;
+the fault harness SIGKILLs it at random moments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+# Load the pipeline modules without the integration's __init__ (which imports Home Assistant).
+_package = types.ModuleType("custom_components.bioreactor")
+_package.__path__ = [str(ROOT / "custom_components" / "bioreactor")]
+sys.modules["custom_components.bioreactor"] = _package
+
+from custom_components.bioreactor.api import BioreactorClient, BioreactorError  # noqa: E402
+from custom_components.bioreactor.delivery import Delivery  # noqa: E402
+
+
+async def consume(
+    host: str, port: int, token: str, out_dir: Path, page_size: int, until_caught_up: bool
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def run_blocking(job: object, *args: object) -> object:
+        return await loop.run_in_executor(None, job, *args)  # type: ignore[arg-type]
+
+    async with aiohttp.ClientSession() as session:
+        client = BioreactorClient(host, port, token, session, request_timeout=5)
+        delivery = Delivery(
+            client, out_dir / "archive", out_dir / "cursor.json", run_blocking, page_size=page_size
+        )
+        await delivery.recover()
+        while True:
+            try:
+                delivered = await delivery.pull()
+            except BioreactorError:
+                await asyncio.sleep(0.05)
+                continue
+            if until_caught_up and not delivered.more and delivered.remaining == 0:
+                return
+            if not delivered.readings:
+                await asyncio.sleep(0.02)
+
+
+if __name__ == "__main__":
+    host, port, token, out, page = sys.argv[1:6]
+    asyncio.run(
+        consume(host, int(port), token, Path(out), int(page), "--until-caught-up" in sys.argv)
+    )
