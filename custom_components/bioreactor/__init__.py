@@ -39,6 +39,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -
         config_entry_id=entry.entry_id, **agent_device(coordinator)
     )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    coordinator.start_delivery()
     return True
 
 

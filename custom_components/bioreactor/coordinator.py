@@ -80,6 +80,8 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         )
         self._backfill = HourlyBackfill(agent_dir)
         self._drain: asyncio.Task[None] | None = None
+        # Off until the entities exist: backfilled statistics need their entity ids.
+        self._delivering = False
         self._error_since: dict[str, datetime] = {}
         self.delivered_total = 0
 
@@ -104,10 +106,16 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
             ) from err
         self.update_interval = SCAN_INTERVAL
         self._update_repairs(status)
-        self._start_drain()
+        if self._delivering:
+            self._start_drain()
         return status
 
     # -- delivery ----------------------------------------------------------------
+
+    def start_delivery(self) -> None:
+        """Starts draining readings (called once the platforms have their entities)."""
+        self._delivering = True
+        self._start_drain()
 
     def _start_drain(self) -> None:
         if self._drain is None or self._drain.done():
@@ -135,18 +143,15 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         if not hours:
             return
         registry = er.async_get(self.hass)
-        units = {
-            (s.id, q.key): q.unit
-            for r in (self.data.reactors if self.data else ())
-            for s in r.sensors
-            for q in s.quantities
-        }
         for (sensor, quantity), aggregates in hours.items():
             entity_id = registry.async_get_entity_id(
                 "sensor", DOMAIN, f"{self.agent_id}_{sensor}_{quantity}"
             )
             if entity_id is None:
                 continue
+            entry = registry.async_get(entity_id)
+            # The statistics' unit is the entity's (pH entities have none).
+            unit = entry.unit_of_measurement if entry else None
             async_import_statistics(
                 self.hass,
                 {
@@ -156,7 +161,7 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
                     "source": "recorder",
                     "statistic_id": entity_id,
                     "unit_class": None,
-                    "unit_of_measurement": units.get((sensor, quantity)),
+                    "unit_of_measurement": unit,
                 },
                 [
                     StatisticData(start=start, mean=a.mean, min=a.minimum, max=a.maximum)

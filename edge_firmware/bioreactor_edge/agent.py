@@ -9,7 +9,6 @@ unknown. HTTP handlers only read what this keeps in memory and the journal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,14 @@ from .drivers import create_driver, default_identity
 from .drivers.base import DEFAULT_TIMING, DriverError, Identity, Timing
 from .journal import Journal
 from .models import NewReading, SensorStatus
-from .sampler import LastValue, Sampler, SensorHandler, TemperatureSource, sensor_id
+from .sampler import (
+    LastValue,
+    Sampler,
+    SensorHandler,
+    TemperatureSource,
+    cancel_and_wait,
+    sensor_id,
+)
 from .timefmt import iso_ms
 
 _LOGGER = logging.getLogger(__name__)
@@ -208,10 +214,7 @@ class Agent:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
         if self._sampler is not None:
             for reactor in self.reactors.values():

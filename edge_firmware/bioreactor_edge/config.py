@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import socket
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,18 +121,27 @@ def _mux_address(value: Any) -> int:
     return value
 
 
-def _number(minimum: float, maximum: float) -> vol.All:
-    return vol.All(
-        vol.Any(int, float, msg="must be a number"),
-        vol.Range(min=minimum, max=maximum, msg=f"must be between {minimum} and {maximum}"),
-    )
+def _number(minimum: float, maximum: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        # TOML booleans are Python ints; a switch is never a number here.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise vol.Invalid("must be a number")
+        if not minimum <= value <= maximum:
+            raise vol.Invalid(f"must be between {minimum} and {maximum}")
+        return float(value) if isinstance(value, float) else int(value)
+
+    return check
 
 
-def _integer(minimum: int, maximum: int) -> vol.All:
-    return vol.All(
-        vol.Any(int, msg="must be an integer"),
-        vol.Range(min=minimum, max=maximum, msg=f"must be between {minimum} and {maximum}"),
-    )
+def _integer(minimum: int, maximum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise vol.Invalid("must be an integer")
+        if not minimum <= value <= maximum:
+            raise vol.Invalid(f"must be between {minimum} and {maximum}")
+        return int(value)
+
+    return check
 
 
 _SENSOR = vol.Schema(

@@ -10,7 +10,6 @@ as taken only once the journal has them durably.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -41,6 +40,19 @@ def backoff_delay(consecutive_errors: int) -> float:
     if consecutive_errors <= len(BACKOFF_S):
         return BACKOFF_S[consecutive_errors - 1]
     return BACKOFF_STEADY_S
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancels `task` and waits until it has ended.
+
+    Repeats the cancellation: before Python 3.12, asyncio.wait_for swallows a
+    cancellation that arrives as its inner future completes, and the task runs on.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.debug("task %s ended with %r", task.get_name(), task.exception())
 
 
 def sensor_id(reactor_id: str, kind: str, address: int) -> str:
@@ -158,9 +170,7 @@ class Sampler:
     async def stop(self, handler: SensorHandler) -> None:
         task, handler.task = handler.task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _run(
         self, handler: SensorHandler, driver: Driver, temperature: TemperatureSource

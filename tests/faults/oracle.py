@@ -32,7 +32,7 @@ def time_ms(iso: str) -> int:
 
 
 def journal_rows(journal_db: Path) -> tuple[str, int, dict[int, tuple[str, str, int, float]]]:
-    """(epoch, acked seq, seq -> (sensor, quantity, time_ms, value)) of a stopped agent's journal."""
+    """(epoch, acked seq, seq -> (sensor, quantity, time_ms, value)) of a stopped agent."""
     conn = sqlite3.connect(f"file:{journal_db}?mode=ro", uri=True)
     try:
         epoch = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
