@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from .api import Reading
+from .cursor import fsync_dir
 
 HEADER = "time,reactor,sensor,quantity,value,unit,quality,seq,epoch\n"
 COLUMNS = tuple(HEADER.strip().split(","))
@@ -71,14 +72,6 @@ def current_sizes(paths: Iterable[Path]) -> dict[str, int]:
     return sizes
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def append(plan: dict[Path, str]) -> None:
     """Appends and fsyncs every file of `plan`, creating files with a header."""
     for path, text in plan.items():
@@ -92,7 +85,7 @@ def append(plan: dict[Path, str]) -> None:
             file.flush()
             os.fsync(file.fileno())
         if created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
 
 def truncate(sizes: dict[str, int]) -> None:

@@ -39,7 +39,12 @@ def save(path: Path, cursor: Cursor) -> None:
         file.flush()
         os.fsync(file.fileno())
     tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Makes a rename or a new file in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -20,10 +20,21 @@ from bioreactor_edge.cli import main
 TOKEN = "t" * 43
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (simulate uses P..P+N-1)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = int(sock.getsockname()[1])
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
 
 
 def get(url: str, token: str | None = TOKEN) -> Any:
@@ -48,7 +59,7 @@ def wait_until(condition: Any, timeout: float = 60.0) -> Any:
 
 @pytest.fixture
 def simulated_agents(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    port = free_port()
+    port = free_ports(2)
     proc = subprocess.Popen(
         [
             sys.executable,
