@@ -15,11 +15,16 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bioreactor_edge import journal as journal_module
+from bioreactor_edge.agent import Agent
+from bioreactor_edge.config import SamplingConfig, default_config
 from bioreactor_edge.journal import Journal
 from bioreactor_edge.models import NewReading
+from bioreactor_edge.simulator.lab import build_reactor_bus
+from bioreactor_edge.simulator.physics import ReactorModel
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = 10_000
@@ -113,12 +118,30 @@ async def read_run(journal: Journal) -> tuple[float, float, int]:
     return total / elapsed, elapsed * 1000 / pages, pages
 
 
+async def agent_cpu_run(directory: Path, seconds: float) -> tuple[float, int]:
+    """CPU time per journaled reading of a whole agent: 45 simulated sensors at 1 Hz."""
+    agent = Agent(
+        replace(default_config(directory), sampling=SamplingConfig(interval_s=1.0)),
+        agent_id="bench",
+        raw_bus=lambda _n: build_reactor_bus(ReactorModel(seed=1), sensors=45, seed=1),
+    )
+    await agent.start()
+    first = agent.journal.stats().newest_seq
+    cpu = time.process_time()
+    await asyncio.sleep(seconds)
+    cpu = time.process_time() - cpu
+    readings = agent.journal.stats().newest_seq - first
+    await agent.stop()
+    return cpu / max(readings, 1), readings
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=REPO / ".bench-tmp", help="disk to test")
     parser.add_argument("--appenders", type=int, default=8, help="concurrent appenders")
     parser.add_argument("--ticks", type=int, default=400, help="ticks per appender")
     parser.add_argument("--per-tick", type=int, default=45, help="readings per tick")
+    parser.add_argument("--agent-seconds", type=float, default=30.0, help="agent CPU run")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
@@ -131,6 +154,7 @@ async def main() -> None:
         finally:
             await journal.close()
         bare_rate = bare_run(root, batches, args.per_tick)
+        cpu_per_reading, agent_readings = await agent_cpu_run(root / "agent", args.agent_seconds)
 
     readings = sum(batches)
     print(f"disk: {args.dir}")
@@ -146,6 +170,8 @@ async def main() -> None:
     print(f"{'(d) read_after readings/s (10k pages)':<44}{read_rate:>16,.0f}")
     print(f"{'    ms per 10k page':<44}{page_ms:>16.1f}")
     print(f"{'    pages read':<44}{pages:>16}")
+    print(f"{'(e) agent CPU per reading, 45 sensors @ 1 Hz':<44}{cpu_per_reading * 1e6:>13,.0f} µs")
+    print(f"{'    readings journaled in the agent run':<44}{agent_readings:>16}")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,26 @@
-"""Typed async client for a bioreactor edge agent's HTTP API (docs/api.md).
+"""Asynchronous client for the bioreactor edge agent's HTTP API (docs/api.md).
 
-Standalone on purpose: no Home Assistant import, so the contract test and the
-next tools can use it as is. Answers are parsed strictly; anything off-contract
-raises BioreactorProtocolError naming the field, never a half-filled model.
+Free of Home Assistant imports so it can become a library of its own. The token
+travels only in the Authorization header and is never logged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
-API_PREFIX: Final = "/api/v1"
+T = TypeVar("T")
 
 
 class BioreactorError(Exception):
-    """Base of every error raised by the client."""
+    """Base of every error of this client."""
 
 
 class BioreactorConnectionError(BioreactorError):
@@ -27,30 +28,27 @@ class BioreactorConnectionError(BioreactorError):
 
 
 class BioreactorAuthenticationError(BioreactorError):
-    """The agent refused the token (401/403)."""
+    """The agent refused the token."""
 
 
 class BioreactorProtocolError(BioreactorError):
-    """The agent answered something the contract does not allow."""
+    """The agent answered something this client does not understand."""
 
 
-class BioreactorRequestError(BioreactorProtocolError):
-    """The agent refused the request with a well-formed JSON error.
-
-    `code` is the contract's error code (`epoch_mismatch`, `conflict`, ...), so
-    callers can react to the ones they expect and treat the rest as failures.
-    """
+class BioreactorRequestError(BioreactorError):
+    """The agent refused a request (4xx other than authentication); `code` is its error code."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
 
 
+# -- models ------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class AgentInfo:
-    """`GET /info`: who the agent is."""
-
     agent_id: str
     name: str
     firmware_version: str
@@ -59,8 +57,6 @@ class AgentInfo:
 
 @dataclass(frozen=True, slots=True)
 class QuantityValue:
-    """The newest value of one quantity a sensor measures."""
-
     key: str
     unit: str
     resolution: float
@@ -71,11 +67,9 @@ class QuantityValue:
 
 @dataclass(frozen=True, slots=True)
 class Sensor:
-    """One chip on a reactor's bus."""
-
     id: str
     kind: str
-    model: str | None
+    model: str
     firmware: str | None
     address: int
     status: str
@@ -84,14 +78,12 @@ class Sensor:
     consecutive_errors: int
     error_count: int
     last_error: str | None
-    interval_s: float | None
+    interval_s: float
     quantities: tuple[QuantityValue, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Reactor:
-    """One reactor: a bus (or multiplexer channel) and the sensors on it."""
-
     id: str
     name: str
     bus: int
@@ -102,8 +94,6 @@ class Reactor:
 
 @dataclass(frozen=True, slots=True)
 class JournalStatus:
-    """The agent's durable reading journal."""
-
     epoch: str
     newest_seq: int
     acked_seq: int
@@ -117,8 +107,6 @@ class JournalStatus:
 
 @dataclass(frozen=True, slots=True)
 class BusStatus:
-    """Transaction counters of one I2C bus."""
-
     bus: int
     transactions_ok: int
     transactions_error: int
@@ -127,8 +115,6 @@ class BusStatus:
 
 @dataclass(frozen=True, slots=True)
 class AgentStatus:
-    """`GET /status`: everything the integration shows."""
-
     info: AgentInfo
     time: datetime
     uptime_s: float
@@ -141,10 +127,8 @@ class AgentStatus:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One journaled reading; (agent id, epoch, seq) is its identity."""
-
     seq: int
-    time: datetime
+    time: str  # ISO 8601 UTC with milliseconds, exactly as the agent sent it
     reactor: str
     sensor: str
     quantity: str
@@ -155,8 +139,6 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class ReadingsPage:
-    """`GET /readings`: a page of the current epoch's readings."""
-
     agent_id: str
     epoch: str
     newest_seq: int
@@ -164,296 +146,311 @@ class ReadingsPage:
     readings: tuple[Reading, ...]
 
 
+# -- strict parsing ------------------------------------------------------------
+
+
+class _Fields:
+    """Typed access to one JSON object; errors name the field's path."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise BioreactorProtocolError(f"{path or 'answer'}: expected an object")
+        self._data = data
+        self._path = path
+
+    def _get(self, key: str) -> Any:
+        if key not in self._data:
+            raise BioreactorProtocolError(f"{self._where(key)}: missing")
+        return self._data[key]
+
+    def _where(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def _bad(self, key: str, expected: str) -> BioreactorProtocolError:
+        return BioreactorProtocolError(f"{self._where(key)}: expected {expected}")
+
+    def string(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str):
+            raise self._bad(key, "a string")
+        return value
+
+    def opt_string(self, key: str) -> str | None:
+        return None if self._get(key) is None else self.string(key)
+
+    def integer(self, key: str) -> int:
+        value = self._get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._bad(key, "an integer")
+        return value
+
+    def opt_integer(self, key: str) -> int | None:
+        return None if self._get(key) is None else self.integer(key)
+
+    def number(self, key: str) -> float:
+        value = self._get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self._bad(key, "a number")
+        return float(value)
+
+    def opt_number(self, key: str) -> float | None:
+        return None if self._get(key) is None else self.number(key)
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false")
+        return value
+
+    def time(self, key: str) -> datetime:
+        text = self.string(key)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise self._bad(key, "an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            raise self._bad(key, "a time with a time zone")
+        return parsed.astimezone(UTC)
+
+    def opt_time(self, key: str) -> datetime | None:
+        return None if self._get(key) is None else self.time(key)
+
+    def items(self, key: str, parse: Callable[[Any, str], T]) -> tuple[T, ...]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self._bad(key, "a list")
+        return tuple(parse(item, f"{self._where(key)}[{i}]") for i, item in enumerate(value))
+
+    def obj(self, key: str) -> _Fields:
+        return _Fields(self._get(key), self._where(key))
+
+
+def parse_info(data: Any, path: str = "") -> AgentInfo:
+    f = _Fields(data, path)
+    return AgentInfo(
+        f.string("agent_id"),
+        f.string("name"),
+        f.string("firmware_version"),
+        f.integer("api_version"),
+    )
+
+
+def _quantity(data: Any, path: str) -> QuantityValue:
+    f = _Fields(data, path)
+    return QuantityValue(
+        f.string("key"),
+        f.string("unit"),
+        f.number("resolution"),
+        f.opt_number("value"),
+        f.opt_time("time"),
+        f.opt_string("quality"),
+    )
+
+
+def _sensor(data: Any, path: str) -> Sensor:
+    f = _Fields(data, path)
+    return Sensor(
+        id=f.string("id"),
+        kind=f.string("kind"),
+        model=f.string("model"),
+        firmware=f.opt_string("firmware"),
+        address=f.integer("address"),
+        status=f.string("status"),
+        pinned=f.boolean("pinned"),
+        last_seen=f.opt_time("last_seen"),
+        consecutive_errors=f.integer("consecutive_errors"),
+        error_count=f.integer("error_count"),
+        last_error=f.opt_string("last_error"),
+        interval_s=f.number("interval_s"),
+        quantities=f.items("quantities", _quantity),
+    )
+
+
+def _reactor(data: Any, path: str) -> Reactor:
+    f = _Fields(data, path)
+    return Reactor(
+        f.string("id"),
+        f.string("name"),
+        f.integer("bus"),
+        f.opt_integer("mux_address"),
+        f.opt_integer("mux_channel"),
+        f.items("sensors", _sensor),
+    )
+
+
+def _bus(data: Any, path: str) -> BusStatus:
+    f = _Fields(data, path)
+    return BusStatus(
+        f.integer("bus"),
+        f.integer("transactions_ok"),
+        f.integer("transactions_error"),
+        f.integer("timeouts"),
+    )
+
+
+def _problem(data: Any, path: str) -> str:
+    if not isinstance(data, str):
+        raise BioreactorProtocolError(f"{path}: expected a string")
+    return data
+
+
+def parse_reactors(data: Any) -> tuple[Reactor, ...]:
+    return _Fields(data, "").items("reactors", _reactor)
+
+
+def parse_status(data: Any) -> AgentStatus:
+    f = _Fields(data, "")
+    j = f.obj("journal")
+    return AgentStatus(
+        info=parse_info(data),
+        time=f.time("time"),
+        uptime_s=f.number("uptime_s"),
+        health=f.string("health"),
+        problems=f.items("problems", _problem),
+        reactors=f.items("reactors", _reactor),
+        journal=JournalStatus(
+            j.string("epoch"),
+            j.integer("newest_seq"),
+            j.integer("acked_seq"),
+            j.integer("pending"),
+            j.integer("bytes"),
+            j.integer("budget_bytes"),
+            j.number("retention_days"),
+            j.integer("dropped"),
+            j.boolean("writable"),
+        ),
+        buses=f.items("buses", _bus),
+    )
+
+
+def _reading(data: Any, path: str) -> Reading:
+    # The hot path of a backlog drain: direct indexing, strict types.
+    try:
+        seq, time, reactor, sensor = data["seq"], data["time"], data["reactor"], data["sensor"]
+        quantity, value, unit, quality = (
+            data["quantity"],
+            data["value"],
+            data["unit"],
+            data["quality"],
+        )
+    except (KeyError, TypeError):
+        raise BioreactorProtocolError(f"{path}: not a complete reading") from None
+    if (
+        type(seq) is not int
+        or type(value) not in (int, float)
+        or not all(type(x) is str for x in (time, reactor, sensor, quantity, unit, quality))
+    ):
+        raise BioreactorProtocolError(f"{path}: a field has the wrong type")
+    return Reading(seq, time, reactor, sensor, quantity, float(value), unit, quality)
+
+
+def parse_readings(body: bytes) -> ReadingsPage:
+    """Parses a /readings answer; rejects out-of-order or malformed pages."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BioreactorProtocolError("readings: the answer is not JSON") from None
+    f = _Fields(data, "")
+    page = ReadingsPage(
+        f.string("agent_id"),
+        f.string("epoch"),
+        f.integer("newest_seq"),
+        f.boolean("more"),
+        f.items("readings", _reading),
+    )
+    previous = 0
+    for reading in page.readings:
+        if reading.seq <= previous:
+            raise BioreactorProtocolError("readings: sequence numbers are not increasing")
+        previous = reading.seq
+    return page
+
+
+# -- client ------------------------------------------------------------------------
+
+
 class BioreactorClient:
-    """Talks to one agent. The caller owns `session` (HA's shared one)."""
+    """One edge agent. The aiohttp session is injected and never closed here."""
 
     def __init__(
         self,
         host: str,
         port: int,
-        token: str,
+        token: str | None,
         session: aiohttp.ClientSession,
         *,
-        request_timeout: float = 10,
+        request_timeout: float = 10.0,
     ) -> None:
-        self._base = URL.build(scheme="http", host=host, port=port)
+        self.host = host
+        self.port = port
         self._token = token
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        bracketed = f"[{host}]" if ":" in host else host
+        self._base = f"http://{bracketed}:{port}/api/v1"
 
-    def __repr__(self) -> str:
-        # Spelled out so the token can never reach a log through repr().
-        return f"BioreactorClient({self._base})"
-
-    async def info(self) -> AgentInfo:
-        """Identify the agent (the only call that needs no token)."""
-        return _info(await self._request("GET", "/info", auth=False), "")
-
-    async def status(self) -> AgentStatus:
-        """Current sensors, values, journal and bus counters."""
-        return _status(await self._request("GET", "/status"))
-
-    async def readings(self, after: int, limit: int) -> ReadingsPage:
-        """Readings of the current epoch with seq > `after`, ascending."""
-        data = await self._request(
-            "GET", "/readings", params={"after": str(after), "limit": str(limit)}
-        )
-        return ReadingsPage(
-            agent_id=_str(data, "agent_id", ""),
-            epoch=_str(data, "epoch", ""),
-            newest_seq=_int(data, "newest_seq", ""),
-            more=_bool(data, "more", ""),
-            readings=_items(data, "readings", "", _reading),
-        )
-
-    async def ack(self, epoch: str, seq: int) -> int:
-        """Acknowledge readings up to `seq`; returns the agent's watermark."""
-        data = await self._request("POST", "/ack", json={"epoch": epoch, "seq": seq})
-        if _str(data, "epoch", "") != epoch:
-            raise BioreactorProtocolError(f"ack answered for epoch {data['epoch']!r}")
-        return _int(data, "acked_seq", "")
-
-    async def scan(self) -> tuple[Reactor, ...]:
-        """Rescan every bus now; returns the reactors found."""
-        return _items(await self._request("POST", "/scan"), "reactors", "", _reactor)
-
-    async def forget_sensor(self, sensor_id: str) -> None:
-        """Make the agent forget an offline or unknown sensor."""
-        path = f"/sensors/{sensor_id}"
-        data = await self._request("DELETE", path)
-        if _str(data, "forgotten", "") != sensor_id:
-            raise BioreactorProtocolError(f"forget answered for {data['forgotten']!r}")
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        auth: bool = True,
-        params: Mapping[str, str] | None = None,
-        json: Mapping[str, Any] | None = None,
-    ) -> Mapping[str, Any]:
-        # `%2F` must stay inside a sensor id segment; yarl encodes it when joining.
-        url = self._base.with_path(API_PREFIX + path)
-        headers = {"Authorization": f"Bearer {self._token}"} if auth else {}
+    async def _request(self, method: str, path: str, body: Any = None, **params: int) -> bytes:
+        headers = {"Accept": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         try:
             async with self._session.request(
-                method, url, headers=headers, params=params, json=json, timeout=self._timeout
+                method,
+                self._base + path,
+                headers=headers,
+                json=body,
+                params=params or None,
+                timeout=self._timeout,
             ) as response:
+                raw = await response.read()
                 status = response.status
-                try:
-                    body: Any = await response.json(content_type=None)
-                except ValueError as err:
-                    raise BioreactorProtocolError(
-                        f"{method} {path}: HTTP {status} with a body that is not JSON"
-                    ) from err
-        except TimeoutError as err:
-            raise BioreactorConnectionError(f"{method} {path}: timed out") from err
-        except aiohttp.ClientError as err:
-            raise BioreactorConnectionError(f"{method} {path}: {err}") from err
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise BioreactorConnectionError(
+                f"cannot reach the agent at {self.host}:{self.port}: {err or type(err).__name__}"
+            ) from err
         if status in (401, 403):
-            raise BioreactorAuthenticationError(f"{method} {path}: HTTP {status}")
-        if not isinstance(body, dict):
-            raise BioreactorProtocolError(f"{method} {path}: answer is not a JSON object")
-        if 400 <= status < 500 and isinstance(body.get("error"), str):
-            raise BioreactorRequestError(status, body["error"], str(body.get("message", "")))
+            raise BioreactorAuthenticationError("the agent refused the token")
+        if status == 429:
+            raise BioreactorAuthenticationError("the agent is rate limiting failed logins")
+        if 400 <= status < 500:
+            code, message = _error_of(raw)
+            raise BioreactorRequestError(status, code, message)
         if status != 200:
-            raise BioreactorProtocolError(f"{method} {path}: unexpected HTTP {status}")
-        return body
+            raise BioreactorConnectionError(f"the agent answered HTTP {status}")
+        return raw
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        raw = await self._request(method, path, body)
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BioreactorProtocolError(f"{path}: the answer is not JSON") from None
+
+    async def info(self) -> AgentInfo:
+        return parse_info(await self._json("GET", "/info"))
+
+    async def status(self) -> AgentStatus:
+        return parse_status(await self._json("GET", "/status"))
+
+    async def readings(self, after: int, limit: int = 10_000) -> ReadingsPage:
+        raw = await self._request("GET", "/readings", after=after, limit=limit)
+        # Pages of 10,000 readings are parsed off the event loop.
+        return await asyncio.get_running_loop().run_in_executor(None, parse_readings, raw)
+
+    async def ack(self, epoch: str, seq: int) -> int:
+        data = _Fields(await self._json("POST", "/ack", {"epoch": epoch, "seq": seq}), "")
+        return data.integer("acked_seq")
+
+    async def scan(self) -> tuple[Reactor, ...]:
+        return parse_reactors(await self._json("POST", "/scan"))
+
+    async def forget_sensor(self, sensor_id: str) -> None:
+        await self._json("DELETE", "/sensors/" + quote(sensor_id, safe=""))
 
 
-# -- strict parsing -------------------------------------------------------------
-# `where` is the dotted path of the object being read, so an error names the field.
-
-
-def _field(data: Mapping[str, Any], key: str, where: str) -> tuple[Any, str]:
-    name = f"{where}.{key}" if where else key
-    if key not in data:
-        raise BioreactorProtocolError(f"missing field {name}")
-    return data[key], name
-
-
-def _wrong(name: str, expected: str, value: Any) -> BioreactorProtocolError:
-    return BioreactorProtocolError(f"field {name} must be {expected}, got {value!r}")
-
-
-def _str(data: Mapping[str, Any], key: str, where: str) -> str:
-    value, name = _field(data, key, where)
-    if not isinstance(value, str):
-        raise _wrong(name, "a string", value)
-    return value
-
-
-def _opt_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
-    return None if data.get(key) is None else _str(data, key, where)
-
-
-def _int(data: Mapping[str, Any], key: str, where: str) -> int:
-    value, name = _field(data, key, where)
-    # bool is an int subclass in Python, but never a valid count in JSON.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _wrong(name, "an integer", value)
-    return value
-
-
-def _opt_int(data: Mapping[str, Any], key: str, where: str) -> int | None:
-    return None if data.get(key) is None else _int(data, key, where)
-
-
-def _float(data: Mapping[str, Any], key: str, where: str) -> float:
-    value, name = _field(data, key, where)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _wrong(name, "a number", value)
-    return float(value)
-
-
-def _opt_float(data: Mapping[str, Any], key: str, where: str) -> float | None:
-    return None if data.get(key) is None else _float(data, key, where)
-
-
-def _bool(data: Mapping[str, Any], key: str, where: str) -> bool:
-    value, name = _field(data, key, where)
-    if not isinstance(value, bool):
-        raise _wrong(name, "true or false", value)
-    return value
-
-
-def _time(data: Mapping[str, Any], key: str, where: str) -> datetime:
-    text = _str(data, key, where)
-    name = f"{where}.{key}" if where else key
+def _error_of(raw: bytes) -> tuple[str, str]:
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise _wrong(name, "an ISO 8601 time", text) from err
-    if parsed.tzinfo is None:
-        raise _wrong(name, "a UTC time", text)
-    return parsed
-
-
-def _opt_time(data: Mapping[str, Any], key: str, where: str) -> datetime | None:
-    return None if data.get(key) is None else _time(data, key, where)
-
-
-def _items[T](
-    data: Mapping[str, Any], key: str, where: str, parse: Callable[[Any, str], T]
-) -> tuple[T, ...]:
-    value, name = _field(data, key, where)
-    if not isinstance(value, list):
-        raise _wrong(name, "a list", value)
-    return tuple(parse(item, f"{name}[{index}]") for index, item in enumerate(value))
-
-
-def _object(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _wrong(where, "an object", value)
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _wrong(where, "a string", value)
-    return value
-
-
-def _info(data: Mapping[str, Any], where: str) -> AgentInfo:
-    return AgentInfo(
-        agent_id=_str(data, "agent_id", where),
-        name=_str(data, "name", where),
-        firmware_version=_str(data, "firmware_version", where),
-        api_version=_int(data, "api_version", where),
-    )
-
-
-def _quantity(value: Any, where: str) -> QuantityValue:
-    data = _object(value, where)
-    return QuantityValue(
-        key=_str(data, "key", where),
-        unit=_str(data, "unit", where),
-        resolution=_float(data, "resolution", where),
-        value=_opt_float(data, "value", where),
-        time=_opt_time(data, "time", where),
-        quality=_opt_str(data, "quality", where),
-    )
-
-
-def _sensor(value: Any, where: str) -> Sensor:
-    data = _object(value, where)
-    return Sensor(
-        id=_str(data, "id", where),
-        kind=_str(data, "kind", where),
-        model=_opt_str(data, "model", where),
-        firmware=_opt_str(data, "firmware", where),
-        address=_int(data, "address", where),
-        status=_str(data, "status", where),
-        pinned=_bool(data, "pinned", where),
-        last_seen=_opt_time(data, "last_seen", where),
-        consecutive_errors=_int(data, "consecutive_errors", where),
-        error_count=_int(data, "error_count", where),
-        last_error=_opt_str(data, "last_error", where),
-        interval_s=_opt_float(data, "interval_s", where),
-        quantities=_items(data, "quantities", where, _quantity),
-    )
-
-
-def _reactor(value: Any, where: str) -> Reactor:
-    data = _object(value, where)
-    return Reactor(
-        id=_str(data, "id", where),
-        name=_str(data, "name", where),
-        bus=_int(data, "bus", where),
-        mux_address=_opt_int(data, "mux_address", where),
-        mux_channel=_opt_int(data, "mux_channel", where),
-        sensors=_items(data, "sensors", where, _sensor),
-    )
-
-
-def _journal(value: Any, where: str) -> JournalStatus:
-    data = _object(value, where)
-    return JournalStatus(
-        epoch=_str(data, "epoch", where),
-        newest_seq=_int(data, "newest_seq", where),
-        acked_seq=_int(data, "acked_seq", where),
-        pending=_int(data, "pending", where),
-        bytes=_int(data, "bytes", where),
-        budget_bytes=_int(data, "budget_bytes", where),
-        retention_days=_float(data, "retention_days", where),
-        dropped=_int(data, "dropped", where),
-        writable=_bool(data, "writable", where),
-    )
-
-
-def _bus(value: Any, where: str) -> BusStatus:
-    data = _object(value, where)
-    return BusStatus(
-        bus=_int(data, "bus", where),
-        transactions_ok=_int(data, "transactions_ok", where),
-        transactions_error=_int(data, "transactions_error", where),
-        timeouts=_int(data, "timeouts", where),
-    )
-
-
-def _status(data: Mapping[str, Any]) -> AgentStatus:
-    return AgentStatus(
-        info=_info(data, ""),
-        time=_time(data, "time", ""),
-        uptime_s=_float(data, "uptime_s", ""),
-        health=_str(data, "health", ""),
-        problems=_items(data, "problems", "", _text),
-        reactors=_items(data, "reactors", "", _reactor),
-        journal=_journal(_field(data, "journal", "")[0], "journal"),
-        buses=_items(data, "buses", "", _bus),
-    )
-
-
-def _reading(value: Any, where: str) -> Reading:
-    data = _object(value, where)
-    return Reading(
-        seq=_int(data, "seq", where),
-        time=_time(data, "time", where),
-        reactor=_str(data, "reactor", where),
-        sensor=_str(data, "sensor", where),
-        quantity=_str(data, "quantity", where),
-        value=_float(data, "value", where),
-        unit=_str(data, "unit", where),
-        quality=_str(data, "quality", where),
-    )
+        data = json.loads(raw)
+        return str(data["error"]), str(data["message"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "unknown", raw[:200].decode("utf-8", errors="replace")
