@@ -129,6 +129,19 @@ async def remove_internet_entries(
         await asyncio.sleep(1)
 
 
+async def wait_for_agent(session: aiohttp.ClientSession, port: int) -> None:
+    """Simulated agents identify their chips before they serve; wait for each."""
+    for _ in range(120):
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/api/v1/info") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(1)
+    log(f"the agent on port {port} did not start; see lab.log")
+
+
 async def add_agents(
     session: aiohttp.ClientSession, url: str, token: str, lab: Path, port: int, agents: int
 ) -> None:
@@ -139,6 +152,7 @@ async def add_agents(
         existing = await resp.json() if resp.status == 200 else []
     configured = len(existing)
     for index in range(configured, agents):
+        await wait_for_agent(session, port + index)
         agent_token = (lab / f"agent-{index}" / "token").read_text().strip()
         async with session.post(
             f"{url}/api/config/config_entries/flow",
@@ -152,7 +166,8 @@ async def add_agents(
             headers=headers,
         ) as resp:
             result = await resp.json()
-        log(f"agent {index} on port {port + index}: {result.get('type')} {result.get('title', '')}")
+        outcome = result.get("title") or result.get("errors") or result.get("reason")
+        log(f"agent {index} on port {port + index}: {result.get('type')} {outcome}")
 
 
 async def main() -> None:
@@ -170,7 +185,7 @@ async def main() -> None:
         if args.agents:
             await add_agents(session, args.url, token, args.lab, args.agent_port, args.agents)
     login = json.loads((args.config / ".demo-login").read_text())
-    log(f"log in as {login['username']!r} with password {login['password']!r}")
+    log(f"log in as {login['username']!r}; the password is in {args.config / '.demo-login'}")
 
 
 if __name__ == "__main__":
