@@ -18,17 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-_package = types.ModuleType("custom_components.bioreactor")
-_package.__path__ = [str(REPO / "custom_components" / "bioreactor")]
-sys.modules["custom_components.bioreactor"] = _package
+from tests.support.light_pipeline import install, run_blocking  # noqa: E402
 
+install()
 from custom_components.bioreactor.api import BioreactorClient  # noqa: E402
 from custom_components.bioreactor.delivery import Delivery  # noqa: E402
 from tests.support.agent_process import AgentProcess  # noqa: E402
@@ -82,11 +80,6 @@ async def ceiling(agent: AgentProcess) -> float:
 
 
 async def drain(agent: AgentProcess, out: Path) -> tuple[float, int]:
-    loop = asyncio.get_running_loop()
-
-    async def run_blocking(job: object, *args: object) -> object:
-        return await loop.run_in_executor(None, job, *args)  # type: ignore[arg-type]
-
     async with aiohttp.ClientSession() as session:
         client = BioreactorClient("127.0.0.1", agent.port, agent.token, session, request_timeout=60)
         delivery = Delivery(client, out / "archive", out / "cursor.json", run_blocking)

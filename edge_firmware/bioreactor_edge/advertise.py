@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from zeroconf import IPVersion, ServiceInfo
+from zeroconf import InterfaceChoice, IPVersion, ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
 
 SERVICE_TYPE = "_bioreactor._tcp.local."
@@ -76,14 +76,16 @@ class Advertiser:
 
     async def start(self) -> bool:
         """True when advertised; False (logged once) when multicast is unavailable."""
+        zeroconf: AsyncZeroconf | None = None
         try:
-            if self._interfaces is None:
-                zeroconf = AsyncZeroconf(ip_version=IPVersion.V4Only)
-            else:
-                zeroconf = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
+            zeroconf = AsyncZeroconf(
+                interfaces=self._interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only
+            )
             await zeroconf.async_register_service(self._info, allow_name_change=True)
         except (OSError, RuntimeError) as err:
             _LOGGER.warning("not advertising over zeroconf: %s", err)
+            if zeroconf is not None:
+                await zeroconf.async_close()
             return False
         self._zeroconf = zeroconf
         return True

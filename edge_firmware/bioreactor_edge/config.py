@@ -33,7 +33,7 @@ Every key is optional; defaults shown::
     interval_s = 5                        # optional
 
 An invalid file raises ConfigError naming the key path and the problem, e.g.
-``reactors[0].sensors[1].address: must be between 0x08 and 0x77``.
+``reactors[0].sensors[1].address: must be an integer between 0x08 and 0x77``.
 """
 
 from __future__ import annotations
@@ -109,46 +109,30 @@ class AgentConfig:
     reactors: tuple[ReactorConfig, ...]
 
 
-def _i2c_address(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0x08 <= value <= 0x77:
-        raise vol.Invalid("must be an integer between 0x08 and 0x77")
-    return value
+def _in_range(
+    minimum: float, maximum: float, *, integer: bool = False, hexadecimal: bool = False
+) -> Callable[[Any], Any]:
+    """A validator for a number (or integer) in [minimum, maximum]."""
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    low, high = (f"0x{minimum:02x}", f"0x{maximum:02x}") if hexadecimal else (minimum, maximum)
+    problem = f"must be {'an integer' if integer else 'a number'} between {low} and {high}"
 
-
-def _mux_address(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0x70 <= value <= 0x77:
-        raise vol.Invalid("must be a TCA9548A address between 0x70 and 0x77")
-    return value
-
-
-def _number(minimum: float, maximum: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
+    def check(value: Any) -> Any:
         # TOML booleans are Python ints; a switch is never a number here.
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise vol.Invalid("must be a number")
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise vol.Invalid(problem)
         if not minimum <= value <= maximum:
-            raise vol.Invalid(f"must be between {minimum} and {maximum}")
-        return float(value) if isinstance(value, float) else int(value)
-
-    return check
-
-
-def _integer(minimum: int, maximum: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise vol.Invalid("must be an integer")
-        if not minimum <= value <= maximum:
-            raise vol.Invalid(f"must be between {minimum} and {maximum}")
-        return int(value)
+            raise vol.Invalid(problem)
+        return value
 
     return check
 
 
 _SENSOR = vol.Schema(
     {
-        vol.Required("address"): _i2c_address,
+        vol.Required("address"): _in_range(0x08, 0x77, integer=True, hexadecimal=True),
         vol.Required("kind"): vol.In(SENSOR_KINDS, msg=f"must be one of {', '.join(SENSOR_KINDS)}"),
-        vol.Optional("interval_s"): _number(0.05, 86400),
+        vol.Optional("interval_s"): _in_range(0.05, 86400),
     }
 )
 _REACTOR = vol.Schema(
@@ -157,9 +141,9 @@ _REACTOR = vol.Schema(
             str, vol.Match(REACTOR_ID_PATTERN, msg="must be lowercase letters, digits, - or _")
         ),
         vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
-        vol.Optional("bus", default=1): _integer(0, 255),
-        vol.Optional("mux_address"): _mux_address,
-        vol.Optional("mux_channel"): _integer(0, 7),
+        vol.Optional("bus", default=1): _in_range(0, 255, integer=True),
+        vol.Optional("mux_address"): _in_range(0x70, 0x77, integer=True, hexadecimal=True),
+        vol.Optional("mux_channel"): _in_range(0, 7, integer=True),
         vol.Optional("sensors", default=list): [_SENSOR],
     }
 )
@@ -169,18 +153,18 @@ _SCHEMA = vol.Schema(
         vol.Optional("data_dir"): vol.All(str, vol.Length(min=1)),
         vol.Optional("api", default=dict): {
             vol.Optional("host", default=DEFAULT_HOST): vol.All(str, vol.Length(min=1)),
-            vol.Optional("port", default=DEFAULT_PORT): _integer(1, 65535),
+            vol.Optional("port", default=DEFAULT_PORT): _in_range(1, 65535, integer=True),
         },
         vol.Optional("journal", default=dict): {
-            vol.Optional("retention_days", default=30): _number(0, 3650),
-            vol.Optional("budget_mb", default=1024): _integer(1, 1 << 20),
+            vol.Optional("retention_days", default=30): _in_range(0, 3650),
+            vol.Optional("budget_mb", default=1024): _in_range(1, 1 << 20, integer=True),
         },
         vol.Optional("discovery", default=dict): {
             vol.Optional("scan", default=True): bool,
-            vol.Optional("interval_s", default=60): _number(1, 86400),
+            vol.Optional("interval_s", default=60): _in_range(1, 86400),
         },
         vol.Optional("sampling", default=dict): {
-            vol.Optional("interval_s", default=5.0): _number(0.05, 86400),
+            vol.Optional("interval_s", default=5.0): _in_range(0.05, 86400),
         },
         vol.Optional("reactors", default=list): [_REACTOR],
     }

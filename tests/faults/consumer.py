@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import types
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-# Load the pipeline modules without the integration's __init__ (which imports Home Assistant).
-_package = types.ModuleType("custom_components.bioreactor")
-_package.__path__ = [str(ROOT / "custom_components" / "bioreactor")]
-sys.modules["custom_components.bioreactor"] = _package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.support.light_pipeline import install, run_blocking
 
+install()
 from custom_components.bioreactor.api import BioreactorClient, BioreactorError  # noqa: E402
 from custom_components.bioreactor.delivery import Delivery  # noqa: E402
 
@@ -29,11 +25,6 @@ from custom_components.bioreactor.delivery import Delivery  # noqa: E402
 async def consume(
     host: str, port: int, token: str, out_dir: Path, page_size: int, until_caught_up: bool
 ) -> None:
-    loop = asyncio.get_running_loop()
-
-    async def run_blocking(job: object, *args: object) -> object:
-        return await loop.run_in_executor(None, job, *args)  # type: ignore[arg-type]
-
     async with aiohttp.ClientSession() as session:
         client = BioreactorClient(host, port, token, session, request_timeout=5)
         delivery = Delivery(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from tests.support.archive_files import archive_rows
 
 
 @dataclass(frozen=True)
@@ -17,14 +18,6 @@ class Verdict:
     lost: int
     duplicated: int
     unrecorded: int  # archived readings whose oracle line a kill cut off (not lost, not duplicated)
-
-
-def archive_rows(archive_dir: Path) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted(archive_dir.rglob("*.csv")):
-        with path.open(newline="") as file:
-            rows.extend(csv.DictReader(file))
-    return rows
 
 
 def time_ms(iso: str) -> int:

@@ -9,11 +9,9 @@ import time
 from pathlib import Path
 
 from tests.support.agent_process import AgentProcess
-from tests.support.fault_report import record
 
 from .conftest import cycles
-from .oracle import judge
-from .test_consumer_kills import start_consumer
+from .harness import drain_and_stop, judge_and_record, start_consumer
 
 
 def test_agent_killed_at_random_moments(agent: AgentProcess, tmp_path: Path) -> None:
@@ -30,20 +28,9 @@ def test_agent_killed_at_random_moments(agent: AgentProcess, tmp_path: Path) -> 
     finally:
         consumer.send_signal(signal.SIGKILL)
         consumer.wait()
-    final = start_consumer(agent, out, until_caught_up=True)
-    _, stderr = final.communicate(timeout=120)
-    assert final.returncode == 0, stderr.decode()
-    agent.stop()
+    drain_and_stop(agent, out)
 
-    verdict = judge(agent.generated(), out / "archive", agent.agent_dir / "journal" / "journal.db")
-    record(
-        "edge agent SIGKILL while pulling",
-        cycles=kills,
-        generated=verdict.generated,
-        delivered=verdict.delivered,
-        lost=verdict.lost,
-        duplicated=verdict.duplicated,
-    )
+    verdict = judge_and_record("edge agent SIGKILL while pulling", kills, agent, out / "archive")
     assert agent.starts == kills + 1
     assert verdict.generated > 5 * kills
     assert verdict.lost == 0

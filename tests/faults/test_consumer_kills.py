@@ -5,35 +5,13 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.support.agent_process import AgentProcess
-from tests.support.fault_report import record
 
 from .conftest import cycles
-from .oracle import judge
-
-CONSUMER = Path(__file__).with_name("consumer.py")
-
-
-def start_consumer(
-    agent: AgentProcess, out: Path, *, until_caught_up: bool = False
-) -> subprocess.Popen[bytes]:
-    args = [
-        sys.executable,
-        str(CONSUMER),
-        "127.0.0.1",
-        str(agent.port),
-        agent.token,
-        str(out),
-        "40",
-    ]
-    if until_caught_up:
-        args.append("--until-caught-up")
-    return subprocess.Popen(args, stderr=subprocess.PIPE)
+from .harness import drain_and_stop, judge_and_record, start_consumer
 
 
 def test_consumer_killed_at_random_moments(agent: AgentProcess, tmp_path: Path) -> None:
@@ -52,19 +30,10 @@ def test_consumer_killed_at_random_moments(agent: AgentProcess, tmp_path: Path) 
     agent.stop()
     agent.start()  # same journal: the final drain must find everything
     agent.wait_ready()
-    final = start_consumer(agent, out, until_caught_up=True)
-    _, stderr = final.communicate(timeout=120)
-    assert final.returncode == 0, stderr.decode()
-    agent.stop()
+    drain_and_stop(agent, out)
 
-    verdict = judge(agent.generated(), out / "archive", agent.agent_dir / "journal" / "journal.db")
-    record(
-        "consumer SIGKILL (pull/archive/cursor/ack)",
-        cycles=kills,
-        generated=verdict.generated,
-        delivered=verdict.delivered,
-        lost=verdict.lost,
-        duplicated=verdict.duplicated,
+    verdict = judge_and_record(
+        "consumer SIGKILL (pull/archive/cursor/ack)", kills, agent, out / "archive"
     )
     assert verdict.generated > 10 * kills
     assert verdict.lost == 0

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from tests.support.agent_process import AgentProcess
-from tests.support.fault_report import record
+from tests.support.archive_files import archive_rows
 from tests.support.hass_process import HassProcess, wait_for
 
 from .conftest import cycles
-from .oracle import archive_rows, judge
+from .harness import judge_and_record
 
 OUTAGE_HOURS = 4
 TIME_SCALE = 720  # 4 simulated hours in 20 s
@@ -96,15 +96,7 @@ def test_outage_backfill_and_hass_kills(
         hass.kill()
         agent.stop()
 
-    verdict = judge(agent.generated(), archive, agent.agent_dir / "journal" / "journal.db")
-    record(
-        "real hass SIGKILL + multi-hour outage",
-        cycles=kills,
-        generated=verdict.generated,
-        delivered=verdict.delivered,
-        lost=verdict.lost,
-        duplicated=verdict.duplicated,
-    )
+    verdict = judge_and_record("real hass SIGKILL + multi-hour outage", kills, agent, archive)
     assert hours >= OUTAGE_HOURS - 1
     assert verdict.lost == 0
     assert verdict.duplicated == 0

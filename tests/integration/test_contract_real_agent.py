@@ -4,7 +4,6 @@ client and agent API cannot drift, and delivery archives every reading exactly o
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
 from tests.support.agent_process import AgentProcess
+from tests.support.archive_files import archive_rows
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -32,14 +32,6 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
         yield process
     finally:
         process.stop()
-
-
-def archived(config_dir: Path, agent_id: str) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted((config_dir / ARCHIVE_DIR / agent_id).rglob("*.csv")):
-        with path.open(newline="") as file:
-            rows.extend(csv.DictReader(file))
-    return rows
 
 
 async def test_real_agent_end_to_end(hass: HomeAssistant, agent: AgentProcess) -> None:
@@ -83,7 +75,7 @@ async def test_real_agent_end_to_end(hass: HomeAssistant, agent: AgentProcess) -
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
-    rows = archived(Path(hass.config.config_dir), info["agent_id"])
+    rows = archive_rows(Path(hass.config.path(ARCHIVE_DIR, info["agent_id"])))
     assert rows, "nothing was archived"
     seqs = [int(r["seq"]) for r in rows]
     assert len(seqs) == len(set(seqs)), "a reading was archived twice"

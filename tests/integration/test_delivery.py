@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import csv
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
@@ -29,6 +25,8 @@ from custom_components.bioreactor.api import BioreactorRequestError, Reading, Re
 from custom_components.bioreactor.backfill import HourlyBackfill
 from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
 from custom_components.bioreactor.delivery import Delivery
+from tests.support.archive_files import archive_rows
+from tests.support.light_pipeline import run_blocking
 
 from .conftest import AGENT_ID
 
@@ -73,18 +71,6 @@ class Source:
         return await self.agent.ack(epoch, seq)
 
 
-async def run_blocking(job: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, job, *args)
-
-
-def rows(directory: Path) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
-    for path in sorted(directory.rglob("*.csv")):
-        with path.open(newline="") as file:
-            out.extend(csv.DictReader(file))
-    return out
-
-
 async def test_pages_are_archived_once_then_acknowledged(tmp_path: Path) -> None:
     agent = FakeAgent([reading(n, START + timedelta(minutes=n)) for n in range(1, 251)])
     delivery = Delivery(
@@ -95,7 +81,7 @@ async def test_pages_are_archived_once_then_acknowledged(tmp_path: Path) -> None
     assert [len(r.readings) for r in results] == [100, 100, 50, 0]
     assert [r.more for r in results] == [True, True, False, False]
     assert agent.acked == [("e1", 100), ("e1", 200), ("e1", 250)]
-    assert [int(r["seq"]) for r in rows(tmp_path / "a")] == list(range(1, 251))
+    assert [int(r["seq"]) for r in archive_rows(tmp_path / "a")] == list(range(1, 251))
     # Readings cross midnight: one file per UTC day.
     assert sorted(p.name for p in (tmp_path / "a" / "bus1").iterdir()) == [
         "2026-11-24.csv",
@@ -124,7 +110,7 @@ async def test_interrupted_append_is_undone_on_recovery(tmp_path: Path) -> None:
     await restarted.recover()
     assert restarted.position == cursor.Cursor("e1", 10)
     await restarted.pull()
-    assert [int(r["seq"]) for r in rows(tmp_path / "a")] == list(range(1, 21))
+    assert [int(r["seq"]) for r in archive_rows(tmp_path / "a")] == list(range(1, 21))
 
 
 async def test_epoch_change_restarts_the_cursor(
@@ -139,7 +125,7 @@ async def test_epoch_change_restarts_the_cursor(
     delivered = await delivery.pull()
     assert [r.seq for r in delivered.readings] == [1, 2, 3]
     assert "new journal epoch e2" in caplog.text
-    archived = rows(tmp_path / "a")
+    archived = archive_rows(tmp_path / "a")
     assert [(r["epoch"], int(r["seq"])) for r in archived] == [("e1", n) for n in range(1, 6)] + [
         ("e2", n) for n in range(1, 4)
     ]
@@ -156,7 +142,7 @@ async def test_refused_ack_is_repeated_later(tmp_path: Path) -> None:
     agent.refuse_ack = False
     await delivery.pull()
     assert agent.acked == [("e1", 3)]
-    assert len(rows(tmp_path / "a")) == 3
+    assert len(archive_rows(tmp_path / "a")) == 3
 
 
 def test_export_selects_the_range_across_day_files(tmp_path: Path) -> None:
@@ -272,6 +258,6 @@ async def test_outage_backlog_becomes_hourly_statistics(
     assert hours[0]["min"] == pytest.approx(6.5)
     assert hours[0]["max"] == pytest.approx(6.61)
     assert hours[0]["mean"] == pytest.approx(sum(6.5 + n / 100 for n in range(12)) / 12)
-    archived = rows(Path(hass.config.path(ARCHIVE_DIR)))
+    archived = archive_rows(Path(hass.config.path(ARCHIVE_DIR)))
     assert [int(r["seq"]) for r in archived] == list(range(1, 37))
     mock_client.ack.assert_awaited_with("e1", 36)

@@ -8,8 +8,6 @@ is the oracle the delivered archive is checked against.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -18,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support import process_group
 
 TOKEN = "fault-harness-token-" + "x" * 32
 
@@ -53,8 +53,7 @@ class AgentProcess:
     def start(self) -> None:
         assert self._proc is None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "agent.log").open("ab")
-        self._proc = subprocess.Popen(
+        self._proc = process_group.spawn(
             [
                 self.python,
                 "-m",
@@ -73,11 +72,8 @@ class AgentProcess:
                 "--record",
                 *self.extra_args,
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.data_dir / "agent.log",
         )
-        log.close()
         self.starts += 1
 
     def wait_ready(self, timeout_s: float = 60.0) -> dict[str, Any]:
@@ -106,20 +102,12 @@ class AgentProcess:
         """SIGKILL: no shutdown code runs."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            process_group.kill(proc)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise AssertionError("agent ignored SIGTERM") from None
+        if proc is not None and not process_group.terminate(proc, 15):
+            raise AssertionError("agent ignored SIGTERM")
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.data_dir / "agent.log"

@@ -8,8 +8,6 @@ Runs on the Home Assistant venv's python (the one running the test).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from homeassistant.config_entries import STORAGE_VERSION, STORAGE_VERSION_MINOR, ConfigEntry
+
+from tests.support import process_group
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGURATION = """\
@@ -39,7 +39,6 @@ logger:
 @dataclass
 class HassProcess:
     config_dir: Path
-    starts: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def configure(self, *, agent_id: str, name: str, port: int, token: str) -> None:
@@ -78,42 +77,20 @@ class HassProcess:
 
     def start(self) -> None:
         assert self._proc is None
-        log = (self.config_dir / "hass-stdout.log").open("ab")
-        self._proc = subprocess.Popen(
+        self._proc = process_group.spawn(
             [sys.executable, "-m", "homeassistant", "-c", str(self.config_dir), "--skip-pip"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.config_dir / "hass-stdout.log",
         )
-        log.close()
-        self.starts += 1
 
     def kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            process_group.kill(proc)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.config_dir / "home-assistant.log"
-        if not path.exists():
-            path = self.config_dir / "hass-stdout.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        if proc is not None:
+            process_group.terminate(proc, 60)
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Reads the recorder's SQLite database (read-only; HA may be running)."""

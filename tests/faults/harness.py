@@ -1,0 +1,50 @@
+"""Steps every delivery fault scenario shares: the light consumer process, the final
+drain, and the verdict recorded in the harness table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.agent_process import AgentProcess
+from tests.support.fault_report import record
+
+from .oracle import Verdict, judge
+
+CONSUMER = Path(__file__).with_name("consumer.py")
+
+
+def consumer_args(port: int, token: str, out: Path) -> list[str]:
+    return [sys.executable, str(CONSUMER), "127.0.0.1", str(port), token, str(out), "40"]
+
+
+def start_consumer(
+    agent: AgentProcess, out: Path, *, until_caught_up: bool = False
+) -> subprocess.Popen[bytes]:
+    args = consumer_args(agent.port, agent.token, out)
+    if until_caught_up:
+        args.append("--until-caught-up")
+    return subprocess.Popen(args, stderr=subprocess.PIPE)
+
+
+def drain_and_stop(agent: AgentProcess, out: Path) -> None:
+    """Delivers everything the agent holds now, then stops the agent."""
+    final = start_consumer(agent, out, until_caught_up=True)
+    _, stderr = final.communicate(timeout=120)
+    assert final.returncode == 0, stderr.decode()
+    agent.stop()
+
+
+def judge_and_record(scenario: str, cycles: int, agent: AgentProcess, archive: Path) -> Verdict:
+    """Compares the agent's record with the archive and adds the row to the table."""
+    verdict = judge(agent.generated(), archive, agent.agent_dir / "journal" / "journal.db")
+    record(
+        scenario,
+        cycles=cycles,
+        generated=verdict.generated,
+        delivered=verdict.delivered,
+        lost=verdict.lost,
+        duplicated=verdict.duplicated,
+    )
+    return verdict
