@@ -48,8 +48,27 @@ class BusTimeout(BusError):
     code = "timeout"
 
 
+class BusUnsupported(BusError):
+    """The adapter cannot do this kind of transfer (EOPNOTSUPP), e.g. SMBus quick on i2c-omap."""
+
+    code = "unsupported"
+
+
+class BusKernelOwned(BusError):
+    """A kernel driver is bound to the address (EBUSY; i2cdetect shows `UU`): never touch it."""
+
+    code = "kernel_owned"
+
+
 class RawBus(Protocol):
-    """Blocking access to one I2C bus; each call is one transaction."""
+    """Blocking access to one I2C bus; each call is one transaction.
+
+    Raises BusNak, BusUnsupported, BusKernelOwned, BusTimeout or BusError.
+    """
+
+    def funcs(self) -> int:
+        """The adapter's functionality bitmask (Linux I2C_FUNC_*, smbus2.I2cFunc)."""
+        ...
 
     def quick_write(self, address: int) -> None: ...
     def receive_byte(self, address: int) -> int: ...
@@ -76,6 +95,9 @@ class SMBusRaw:
             self._smbus = SMBus(bus_number)
         except OSError as err:
             raise BusError(f"cannot open /dev/i2c-{bus_number}: {err.strerror or err}") from err
+
+    def funcs(self) -> int:
+        return int(self._smbus.funcs)
 
     def quick_write(self, address: int) -> None:
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from smbus2 import I2cFunc
+
 from ..bus import BusNak
 from .chips import SimChip, Tca9548aMux
 
@@ -88,6 +90,9 @@ class VirtualBus:
 
     def _read(self, chip: SimChip, length: int) -> bytes:
         return chip.garbage(length) if chip.faults.garbage else chip.on_read(length)
+
+    def funcs(self) -> int:
+        return int(I2cFunc.I2C | I2cFunc.SMBUS_QUICK | I2cFunc.SMBUS_READ_BYTE)
 
     def quick_write(self, address: int) -> None:
         with self._lock:
