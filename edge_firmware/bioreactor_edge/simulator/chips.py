@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..bus import BusNak
 from ..drivers.ads1115 import CHANNEL_MUX, OS_BIT, POWER_ON_CONFIG
@@ -19,42 +17,11 @@ from ..drivers.ezo import (
     STATUS_SYNTAX_ERROR,
 )
 from ..drivers.sht4x import MEASURE_HIGH_PRECISION, READ_SERIAL, crc8
+from .base import Faults, SimChip
 from .physics import ReactorModel, ReactorState
+from .tca9548a import Tca9548aMux
 
-
-@dataclass(slots=True)
-class Faults:
-    """Fault knobs, settable at any time."""
-
-    nak: bool = False  # every transaction is not acknowledged
-    stuck_busy: bool = False  # an EZO circuit answers 254 forever
-    garbage: bool = False  # reads return random non-ASCII bytes
-    unplugged: bool = False  # gone from the bus: not acknowledged, not found by a scan
-
-
-class SimChip:
-    """A chip that acknowledges everything and holds no data; subclasses speak a protocol."""
-
-    def __init__(self, address: int, *, seed: int = 0) -> None:
-        self.address = address
-        self.faults = Faults()
-        self._rng = random.Random(seed)  # noqa: S311 (simulated faults, not secrets)
-
-    def on_quick(self) -> None:
-        return
-
-    def on_receive_byte(self) -> int:
-        return 0xFF
-
-    def on_write(self, data: bytes) -> None:
-        return
-
-    def on_read(self, length: int) -> bytes:
-        return bytes([0xFF]) * length
-
-    def garbage(self, length: int) -> bytes:
-        """What a read returns under the garbage fault."""
-        return bytes(self._rng.randrange(0x80, 0xFE) for _ in range(length))
+__all__ = ["Ads1115Chip", "EzoChip", "Faults", "Sht4xChip", "SimChip", "Tca9548aMux"]
 
 
 _EZO_TYPES = {"ph": "pH", "do": "DO", "orp": "ORP", "ec": "EC", "rtd": "RTD", "pmp": "PMP"}
@@ -106,9 +73,6 @@ class EzoChip(SimChip):
             reply, delay = self._execute(command)
             self._pending, self._reply = True, reply
             self._ready_at = self._clock() + delay
-
-    def on_receive_byte(self) -> int:
-        return self._status()
 
     def on_read(self, length: int) -> bytes:
         status = self._status()
@@ -298,9 +262,6 @@ class Sht4xChip(SimChip):
         frame, self._frame = self._frame, None
         return frame[:length].ljust(length, b"\xff")
 
-    def on_receive_byte(self) -> int:
-        return self.on_read(1)[0]
-
     def garbage(self, length: int) -> bytes:
         # Random bytes, but never a frame whose CRCs happen to match.
         data = bytearray(super().garbage(length))
@@ -355,23 +316,3 @@ class Ads1115Chip(SimChip):
 
     def on_receive_byte(self) -> int:
         return self.on_read(1)[0]
-
-
-class Tca9548aMux(SimChip):
-    """A TCA9548A multiplexer: one control byte, bit C connects channel C."""
-
-    def __init__(self, address: int = 0x70, *, seed: int = 0) -> None:
-        super().__init__(address, seed=seed)
-        self.mask = 0
-        self.selects = 0  # control writes received (for tests)
-
-    def on_write(self, data: bytes) -> None:
-        if data:
-            self.mask = data[-1]
-            self.selects += 1
-
-    def on_read(self, length: int) -> bytes:
-        return bytes([self.mask]) * length
-
-    def on_receive_byte(self) -> int:
-        return self.mask

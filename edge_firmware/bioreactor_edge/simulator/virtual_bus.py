@@ -1,28 +1,40 @@
-"""A RawBus made of simulated chips, optionally behind simulated TCA9548A multiplexers."""
+"""A RawBus made of simulated chips behind a modelled adapter, optionally behind
+simulated TCA9548A multiplexers."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from collections import Counter
 
-from smbus2 import I2cFunc
-
-from ..bus import BusNak
-from .chips import SimChip, Tca9548aMux
+from ..bus import BusKernelOwned, BusNak, BusUnsupported
+from .adapters import GENERIC, Adapter
+from .base import SimChip
+from .tca9548a import Tca9548aMux
 
 DEFAULT_MUX_ADDRESS = 0x70
 
 
 class VirtualBus:
-    """Routes each transaction to the chip answering at that address right now."""
+    """Routes each transaction to the chip answering at that address right now.
 
-    def __init__(self) -> None:
+    Counts every transaction per address (acknowledged or not), so tests can
+    prove that nothing was written where nothing may be written.
+    """
+
+    def __init__(self, adapter: Adapter = GENERIC, *, seed: int = 0) -> None:
+        self.adapter = adapter
         self.hang_s = 0.0  # fault knob: every transaction blocks this long
         self.transactions = 0
         self._chips: dict[int, SimChip] = {}
         # mux address -> channel -> address -> chip
         self._behind: dict[int, dict[int, dict[int, SimChip]]] = {}
-        self._lock = threading.Lock()
+        self._kernel_owned: set[int] = set()
+        self._writes: Counter[int] = Counter()
+        self._transactions: Counter[int] = Counter()
+        self._rng = random.Random(seed)  # noqa: S311 (simulated glitches, not secrets)
+        self._lock = threading.RLock()
 
     def add(
         self,
@@ -69,11 +81,86 @@ class VirtualBus:
             return self._chips[address]
         return self._behind[mux_address][mux_channel][address]
 
-    def _route(self, address: int) -> SimChip:
-        """The chip that acknowledges `address` now; BusNak if none does."""
+    def bind_kernel_driver(self, address: int) -> None:
+        """Marks `address` as claimed by a kernel driver (i2cdetect shows `UU`).
+
+        SMBus calls there fail like the I2C_SLAVE ioctl does (EBUSY); plain I2C
+        messages (I2C_RDWR) are not checked by the kernel and still reach the chip,
+        which is exactly what the agent must never do - `transactions_to` tells.
+        """
+        with self._lock:
+            self._kernel_owned.add(address)
+
+    @property
+    def kernel_owned(self) -> frozenset[int]:
+        return frozenset(self._kernel_owned)
+
+    def writes_to(self, address: int) -> int:
+        """Messages carrying data bytes addressed to `address`, acknowledged or not."""
+        return self._writes[address]
+
+    def transactions_to(self, address: int) -> int:
+        """Every transaction addressed to `address`, probes included."""
+        return self._transactions[address]
+
+    def funcs(self) -> int:
+        return self.adapter.funcs
+
+    def quick_write(self, address: int) -> None:
+        with self._lock:
+            self._begin(address, smbus=True)
+            if not self.adapter.quick:
+                raise BusUnsupported(f"quick write to 0x{address:02x}: operation not supported")
+            self._route(address).on_quick()
+
+    def receive_byte(self, address: int) -> int:
+        with self._lock:
+            self._begin(address, smbus=True)
+            chip = self._route(address)
+            return self._read(chip, 1)[0]
+
+    def write(self, address: int, data: bytes) -> None:
+        with self._lock:
+            self._begin(address, written=len(data))
+            self._route(address).on_write(bytes(data))
+
+    def read(self, address: int, length: int) -> bytes:
+        with self._lock:
+            self._begin(address, read=length)
+            return self._read(self._route(address), length)
+
+    def write_read(self, address: int, data: bytes, length: int) -> bytes:
+        with self._lock:
+            self._begin(address, written=len(data), read=length)
+            chip = self._route(address)
+            chip.on_write(bytes(data))
+            return self._read(chip, length)
+
+    def close(self) -> None:
+        return
+
+    def _begin(
+        self,
+        address: int,
+        *,
+        smbus: bool = False,
+        written: int | None = None,
+        read: int | None = None,
+    ) -> None:
+        """Counts one transaction and refuses what the adapter or kernel refuses."""
         self.transactions += 1
+        self._transactions[address] += 1
+        if written is not None:
+            self._writes[address] += 1
         if self.hang_s > 0:
             time.sleep(self.hang_s)
+        if smbus and address in self._kernel_owned:
+            raise BusKernelOwned(f"0x{address:02x}: device or resource busy (kernel driver)")
+        if not self.adapter.zero_length_messages and 0 in (written, read):
+            raise BusUnsupported(f"0x{address:02x}: zero-length message not supported")
+
+    def _route(self, address: int) -> SimChip:
+        """The chip that acknowledges `address` now; BusNak if none does."""
         chip = self._chips.get(address)
         if chip is None:
             for mux_address, channels in self._behind.items():
@@ -89,33 +176,21 @@ class VirtualBus:
         return chip
 
     def _read(self, chip: SimChip, length: int) -> bytes:
-        return chip.garbage(length) if chip.faults.garbage else chip.on_read(length)
+        if chip.faults.garbage:
+            return chip.garbage(length)
+        stretching = chip.clock_stretching
+        if stretching and self._chance(self.adapter.stretch_nak_rate):
+            # The controller lost the stretched clock: the transfer fails, and
+            # the chip still holds its reply.
+            raise BusNak(f"0x{chip.address:02x}: transfer failed while the chip stretched SCL")
+        data = bytearray(chip.on_read(length))
+        if stretching and self.adapter.top_bit_rate > 0:
+            # Only the characters after the response code: Atlas's sample code
+            # checks the code unmasked and masks the rest with & 0x7F.
+            for index in range(1, len(data)):
+                if data[index] and self._chance(self.adapter.top_bit_rate):
+                    data[index] |= 0x80
+        return bytes(data)
 
-    def funcs(self) -> int:
-        return int(I2cFunc.I2C | I2cFunc.SMBUS_QUICK | I2cFunc.SMBUS_READ_BYTE)
-
-    def quick_write(self, address: int) -> None:
-        with self._lock:
-            self._route(address).on_quick()
-
-    def receive_byte(self, address: int) -> int:
-        with self._lock:
-            chip = self._route(address)
-            return self._read(chip, 1)[0] if chip.faults.garbage else chip.on_receive_byte()
-
-    def write(self, address: int, data: bytes) -> None:
-        with self._lock:
-            self._route(address).on_write(bytes(data))
-
-    def read(self, address: int, length: int) -> bytes:
-        with self._lock:
-            return self._read(self._route(address), length)
-
-    def write_read(self, address: int, data: bytes, length: int) -> bytes:
-        with self._lock:
-            chip = self._route(address)
-            chip.on_write(bytes(data))
-            return self._read(chip, length)
-
-    def close(self) -> None:
-        return
+    def _chance(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
