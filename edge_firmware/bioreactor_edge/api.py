@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -253,16 +254,20 @@ def create_app(
             return await handler(request)
         if {"token", "access_token"} & set(request.query):
             raise _bad_request("tokens are accepted only in the Authorization header")
-        client = _client(request)
-        wait = failures.retry_after(client)
-        if wait > 0:
-            return error_response(
-                429,
-                "rate_limited",
-                "too many failed authentications; try again later",
-                **{"Retry-After": str(max(1, round(wait)))},
-            )
+        # The token is checked first: a client presenting the right token is never
+        # limited, even when others behind the same address (a NAT, Home Assistant's
+        # host) keep failing. With 256-bit tokens the limiter guards against noise and
+        # load, not guessing, so it need not hide whether a token is right.
         if not token_matches(token, request.headers.get("Authorization")):
+            client = _client(request)
+            wait = failures.retry_after(client)
+            if wait > 0:
+                return error_response(
+                    429,
+                    "rate_limited",
+                    "too many failed authentications; try again later",
+                    **{"Retry-After": str(max(1, math.ceil(wait)))},
+                )
             failures.failed(client)
             return error_response(
                 401,

@@ -172,16 +172,31 @@ async def test_rate_limited_after_ten_failures(
     for _ in range(10):
         response = await client.get(f"{API_PREFIX}/status", headers={"Authorization": "Bearer x"})
         await error_of(response, 401)
-    for headers in ({"Authorization": "Bearer x"}, AUTH):
+    for headers in ({"Authorization": "Bearer x"}, {}):
         response = await client.get(f"{API_PREFIX}/status", headers=headers)
         body = await error_of(response, 429)
         assert body["error"] == "rate_limited"
         assert 1 <= int(response.headers["Retry-After"]) <= 60
-    response = await client.post(f"{API_PREFIX}/scan", headers=AUTH)
+    response = await client.post(f"{API_PREFIX}/scan", headers={"Authorization": "Bearer x"})
     await error_of(response, 429)
     assert backend.scans == 0
     # Public endpoints still answer.
     assert (await client.get(f"{API_PREFIX}/info")).status == 200
+
+
+async def test_right_token_is_never_rate_limited(
+    client: TestClient[Any, Any], backend: FakeBackend
+) -> None:
+    """Everything behind one address shares the limiter; the token holder is never locked out."""
+    for _ in range(50):
+        await client.get(f"{API_PREFIX}/status", headers={"Authorization": "Bearer x"})
+    response = await client.get(f"{API_PREFIX}/status", headers={"Authorization": "Bearer x"})
+    await error_of(response, 429)
+    response = await client.post(f"{API_PREFIX}/scan", headers=AUTH)
+    assert response.status == 200
+    assert backend.scans == 1
+    # Still limited for the wrong token afterwards: a success does not reset others' failures.
+    await error_of(await client.get(f"{API_PREFIX}/status"), 429)
 
 
 async def test_limiter_window_expires(aiohttp_client: Client, backend: FakeBackend) -> None:
@@ -190,11 +205,15 @@ async def test_limiter_window_expires(aiohttp_client: Client, backend: FakeBacke
     client = await aiohttp_client(create_app(backend, TOKEN, limiter=limiter))
     for _ in range(2):
         await error_of(await client.get(f"{API_PREFIX}/status"), 401)
-    response = await client.get(f"{API_PREFIX}/status", headers=AUTH)
+    response = await client.get(f"{API_PREFIX}/status")
     await error_of(response, 429)
     assert response.headers["Retry-After"] == "30"
+    now[0] = 29.5
+    response = await client.get(f"{API_PREFIX}/status")
+    await error_of(response, 429)
+    assert response.headers["Retry-After"] == "1"  # rounded up, never 0
     now[0] = 30.0
-    assert (await client.get(f"{API_PREFIX}/status", headers=AUTH)).status == 200
+    await error_of(await client.get(f"{API_PREFIX}/status"), 401)
 
 
 async def test_successes_do_not_count(client: TestClient[Any, Any]) -> None:

@@ -4,13 +4,14 @@ wrong-token writes change nothing."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import sqlite3
 import sys
-import urllib.error
-import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -53,7 +54,7 @@ def test_api_conforms_and_never_fails(case: schemathesis.Case, agent: AgentProce
         base_url=agent.url,
         headers={"Authorization": f"Bearer {agent.token}"},
         # Invalid credentials are answered 401, then 429 once rate limited (by design);
-        # test_unauthenticated_writes_change_nothing covers them instead.
+        # test_unauthenticated_writes_change_nothing covers them from distinct addresses.
         excluded_checks=[ignored_auth, missing_required_header],
     )
 
@@ -69,6 +70,24 @@ WRITES = (
     ("POST", "/api/v1/scan", b""),
     ("DELETE", "/api/v1/sensors/bus1-ph-63", b""),
 )
+# The limiter allows 10 failures per client address and minute; every few requests come
+# from a new loopback address (all of 127.0.0.0/8 reaches the agent), so each request
+# is judged by authentication, not refused by the limiter first.
+REQUESTS_PER_ADDRESS = 5
+
+
+def call(
+    agent: AgentProcess, method: str, path: str, body: bytes, headers: dict[str, str], source: str
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", agent.port, timeout=10, source_address=(source, 0)
+    )
+    try:
+        connection.request(method, path, body=body or None, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read()), dict(response.getheaders())
+    finally:
+        connection.close()
 
 
 def test_unauthenticated_writes_change_nothing(tmp_path: Path) -> None:
@@ -77,26 +96,31 @@ def test_unauthenticated_writes_change_nothing(tmp_path: Path) -> None:
     try:
         before = agent.wait_ready()
         epoch = before["journal"]["epoch"]
-        statuses: set[int] = set()
-        codes: set[str] = set()
+        outcomes: Counter[tuple[int, str]] = Counter()
         requests = max(1000, round(1000 * scale()))
         for number in range(requests):
             method, path, body = WRITES[number % len(WRITES)]
             if path.endswith("/ack"):
                 body = json.dumps({"epoch": epoch, "seq": 1}).encode()
             headers = {} if number % 2 else {"Authorization": "Bearer wrong-" + "x" * 40}
-            request = urllib.request.Request(
-                agent.url + path, data=body or None, method=method, headers=headers
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    statuses.add(response.status)
-            except urllib.error.HTTPError as err:
-                statuses.add(err.code)
-                codes.add(json.load(err)["error"])
-        assert statuses <= {401, 429}
-        assert codes <= {"unauthorized", "rate_limited"}
-        assert 429 in statuses  # repeated failures are rate limited
+            address = number // REQUESTS_PER_ADDRESS
+            source = f"127.1.{address // 250}.{address % 250 + 1}"
+            status, answer, _ = call(agent, method, path, body, headers, source)
+            outcomes[status, answer["error"]] += 1
+        # Every request reached authentication and was refused by it.
+        assert outcomes == {(401, "unauthorized"): requests}
+
+        # One address failing repeatedly is limited, with Retry-After ...
+        noisy = "127.2.0.1"
+        wrong = {"Authorization": "Bearer wrong-" + "x" * 40}
+        for _ in range(10):
+            assert call(agent, "POST", "/api/v1/scan", b"", wrong, noisy)[0] == 401
+        status, answer, response_headers = call(agent, "POST", "/api/v1/scan", b"", wrong, noisy)
+        assert (status, answer["error"]) == (429, "rate_limited")
+        assert 1 <= int(response_headers["Retry-After"]) <= 60
+        # ... but a client at that address presenting the right token is never blocked.
+        right = {"Authorization": f"Bearer {agent.token}"}
+        assert call(agent, "GET", "/api/v1/status", b"", right, noisy)[0] == 200
     finally:
         agent.stop()
     # Nothing was acknowledged: the watermark on disk is still 0.
