@@ -3,7 +3,9 @@
 It owns the sensor registry: discovery results become handlers (appear),
 addresses that stop answering mark their sensor offline (vanish; it stays
 listed until forgotten), and addresses nobody can identify are listed as
-unknown. HTTP handlers only read what this keeps in memory and the journal.
+unknown, with the reason, and asked again on later scans with backoff.
+Discovery runs in the background: the API answers from the first second.
+HTTP handlers only read what this keeps in memory and the journal.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from . import __version__
 from .api import SensorInUse
 from .bus import BusError, BusOwner, RawBus
 from .config import AgentConfig, ReactorConfig
-from .discovery import identify_address, scan
+from .discovery import Identification, Place, ScanResult, identify_address, scan_places
 from .drivers import create_driver, default_identity
-from .drivers.base import DEFAULT_TIMING, DriverError, Identity, Timing
+from .drivers.base import DEFAULT_TIMING, Identity, Timing
 from .journal import Journal
 from .models import NewReading, SensorStatus
 from .sampler import (
@@ -39,6 +41,16 @@ _LOGGER = logging.getLogger(__name__)
 API_VERSION = 1
 RETENTION_EVERY_S = 60.0
 UNKNOWN_IDENTITY_MODEL = "unidentified"
+# An unidentified address is asked again after skipping 0, 1, 3, 7, 15 scans.
+MAX_IDENTIFY_SKIP_SCANS = 15
+
+
+@dataclass(slots=True)
+class IdentifyRetry:
+    """Backoff of an address that answered but could not be identified."""
+
+    failures: int = 0
+    scans_to_skip: int = 0
 
 
 @dataclass(slots=True)
@@ -48,6 +60,13 @@ class Reactor:
     config: ReactorConfig
     bus: BusOwner
     sensors: dict[str, SensorHandler] = field(default_factory=dict)
+    retries: dict[int, IdentifyRetry] = field(default_factory=dict)
+
+    @property
+    def place(self) -> Place:
+        if self.config.mux_address is None or self.config.mux_channel is None:
+            return None
+        return (self.config.mux_address, self.config.mux_channel)
 
     def by_address(self, address: int) -> SensorHandler | None:
         """The handler currently bound to `address` (the newest, if several were seen)."""
@@ -56,18 +75,15 @@ class Reactor:
         candidates = live or found
         return candidates[-1] if candidates else None
 
-    def temperature(self) -> tuple[float, int, float] | None:
-        for handler in self.sensors.values():
-            last = handler.values.get("temperature")
-            if (
-                handler.identity.kind == "rtd"
-                and handler.status is SensorStatus.ONLINE
-                and last is not None
-                and last.value is not None
-                and last.time_ms is not None
-            ):
-                return last.value, last.time_ms, handler.interval_s
-        return None
+    def temperatures(self) -> list[tuple[LastValue, float]]:
+        """The RTD readings compensation may use (the sampler checks quality, range and age)."""
+        return [
+            (last, handler.interval_s)
+            for handler in self.sensors.values()
+            if handler.identity.kind == "rtd"
+            and handler.status is SensorStatus.ONLINE
+            and (last := handler.values.get("temperature")) is not None
+        ]
 
 
 class Agent:
@@ -97,6 +113,7 @@ class Agent:
         self._sampler: Sampler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._scan_lock = asyncio.Lock()
+        self._last_scan_ms: int | None = None
 
     # -- AgentBackend -------------------------------------------------------
 
@@ -123,12 +140,22 @@ class Agent:
             problems.append("journal_dropping")
         if any(bus.stats.timeouts for bus in self._buses.values()):
             problems.append("bus_timeouts")
+        for reactor in self.reactors.values():
+            for handler in reactor.sensors.values():
+                if handler.status is SensorStatus.ERROR:
+                    problems.append(f"sensor_error:{handler.id}")
+                if handler.uncompensated and handler.status is not SensorStatus.OFFLINE:
+                    problems.append(f"uncompensated:{handler.id}")
         return {
             **self.info(),
             "time": iso_ms(int(self._clock() * 1000)),
             "uptime_s": round(self._clock() - self._started_at, 3),
             "health": "degraded" if "journal_unwritable" in problems else "ok",
             "problems": problems,
+            "discovery": {
+                "state": "running" if self.discovering else "idle",
+                "last_scan": iso_ms(self._last_scan_ms),
+            },
             "reactors": self._reactors_json(),
             "journal": {
                 "epoch": journal.epoch,
@@ -151,6 +178,12 @@ class Agent:
                 for number, bus in sorted(self._buses.items())
             ],
         }
+
+    @property
+    def discovering(self) -> bool:
+        """A scan runs now, or the first one has not finished yet."""
+        first_pending = self.config.discovery.scan and self._last_scan_ms is None
+        return self._scan_lock.locked() or (first_pending and bool(self._tasks))
 
     async def scan(self) -> dict[str, Any]:
         await self.rescan()
@@ -196,19 +229,24 @@ class Agent:
         for config in self.config.reactors:
             if config.bus not in self._buses:
                 self._buses[config.bus] = BusOwner(self._raw_bus(config.bus), config.bus)
-            self.reactors[config.id] = Reactor(config, self._buses[config.bus])
+            bus = self._buses[config.bus]
+            if config.mux_address is not None:
+                bus.register_mux(config.mux_address)
+            self.reactors[config.id] = Reactor(config, bus)
         for reactor in self.reactors.values():
             for pinned in reactor.config.sensors:
-                await self._add_sensor(
+                self._add_sensor(
                     reactor,
                     pinned.address,
                     default_identity(pinned.kind),
                     pinned=True,
                     interval_s=pinned.interval_s,
                 )
-        await self.rescan()
+        # Discovery starts now, in the background: the API serves meanwhile.
         self._tasks = [
-            asyncio.create_task(self._every(self.config.discovery.interval_s, self.rescan)),
+            asyncio.create_task(
+                self._every(self.config.discovery.interval_s, self.rescan, at_once=True)
+            ),
             asyncio.create_task(self._every(RETENTION_EVERY_S, self._journal.enforce_retention)),
         ]
 
@@ -230,14 +268,18 @@ class Agent:
         if self._on_journaled is not None:
             self._on_journaled(readings)
 
-    async def _every(self, period_s: float, job: Callable[[], Any]) -> None:
-        while True:
+    async def _every(
+        self, period_s: float, job: Callable[[], Any], *, at_once: bool = False
+    ) -> None:
+        if not at_once:
             await asyncio.sleep(period_s)
+        while True:
             try:
                 await job()
             except Exception:
                 # A periodic job must never stop the agent; the next period retries.
                 _LOGGER.exception("periodic %s failed", getattr(job, "__name__", job))
+            await asyncio.sleep(period_s)
 
     # -- discovery ----------------------------------------------------------
 
@@ -246,38 +288,78 @@ class Agent:
         if not self.config.discovery.scan:
             return
         async with self._scan_lock:
-            for reactor in self.reactors.values():
-                await self._rescan_reactor(reactor)
+            for bus in self._buses.values():
+                reactors = [r for r in self.reactors.values() if r.bus is bus]
+                try:
+                    results = await scan_places(bus, [r.place for r in reactors])
+                    for reactor in reactors:
+                        await self._reconcile(reactor, results[reactor.place])
+                except BusError as err:
+                    # Only a hung bus gets here: the next scan tries again.
+                    _LOGGER.warning("scan of bus %d failed: %s", bus.bus_number, err)
+            self._last_scan_ms = int(self._clock() * 1000)
 
-    async def _rescan_reactor(self, reactor: Reactor) -> None:
-        config = reactor.config
-        try:
-            present = set(
-                await scan(
-                    reactor.bus, mux_address=config.mux_address, mux_channel=config.mux_channel
-                )
-            )
-        except BusError as err:
-            _LOGGER.warning("scan of reactor %s failed: %s", config.id, err)
-            return
+    async def _reconcile(self, reactor: Reactor, result: ScanResult) -> None:
+        present = set(result.found)
         for handler in list(reactor.sensors.values()):
             if handler.address not in present and not handler.pinned:
                 await self._mark_offline(handler)
+        for address in list(reactor.retries):
+            if address not in present:
+                del reactor.retries[address]
         for address in sorted(present):
             bound = reactor.by_address(address)
-            if bound is not None and bound.status is not SensorStatus.OFFLINE:
+            if bound is not None and bound.identity.kind != "unknown":
+                if bound.status is not SensorStatus.OFFLINE:
+                    continue
+            elif bound is not None and not self._retry_due(reactor, address):
                 continue
             device = reactor.bus.device(
-                address, mux_address=config.mux_address, mux_channel=config.mux_channel
+                address,
+                mux_address=reactor.config.mux_address,
+                mux_channel=reactor.config.mux_channel,
             )
-            try:
-                identity = await identify_address(device, timing=self._timing)
-            except (BusError, DriverError) as err:
-                _LOGGER.info("could not identify 0x%02x on %s: %s", address, config.id, err)
+            found = await identify_address(device, timing=self._timing)
+            if found.identity is None:
+                self._record_unknown(reactor, address, found)
                 continue
-            if identity is None:
-                identity = Identity(kind="unknown", model=UNKNOWN_IDENTITY_MODEL, firmware=None)
-            await self._add_sensor(reactor, address, identity, pinned=False, interval_s=None)
+            reactor.retries.pop(address, None)
+            if bound is not None and bound.identity.kind == "unknown":
+                del reactor.sensors[bound.id]
+            self._add_sensor(reactor, address, found.identity, pinned=False, interval_s=None)
+
+    def _retry_due(self, reactor: Reactor, address: int) -> bool:
+        """Whether an unknown address is asked again in this scan (counts skipped scans)."""
+        retry = reactor.retries.get(address)
+        if retry is None:
+            return False
+        if retry.scans_to_skip > 0:
+            retry.scans_to_skip -= 1
+            return False
+        return True
+
+    def _record_unknown(self, reactor: Reactor, address: int, found: Identification) -> None:
+        if found.retry:
+            retry = reactor.retries.setdefault(address, IdentifyRetry())
+            retry.failures += 1
+            retry.scans_to_skip = min(2 ** (retry.failures - 1) - 1, MAX_IDENTIFY_SKIP_SCANS)
+        handler_id = sensor_id(reactor.config.id, "unknown", address)
+        handler = reactor.sensors.get(handler_id)
+        if handler is None:
+            _LOGGER.info(
+                "unidentified device at 0x%02x on %s: %s", address, reactor.config.id, found.reason
+            )
+            handler = SensorHandler(
+                handler_id,
+                reactor.config.id,
+                address,
+                Identity(kind="unknown", model=UNKNOWN_IDENTITY_MODEL, firmware=None),
+                None,
+                interval_s=0.0,
+            )
+            reactor.sensors[handler_id] = handler
+        handler.last_error = found.code
+        handler.error_message = found.reason
 
     async def _mark_offline(self, handler: SensorHandler) -> None:
         if handler.status is SensorStatus.OFFLINE:
@@ -290,7 +372,7 @@ class Agent:
         else:
             del self.reactors[handler.reactor_id].sensors[handler.id]
 
-    async def _add_sensor(
+    def _add_sensor(
         self,
         reactor: Reactor,
         address: int,
@@ -299,33 +381,15 @@ class Agent:
         pinned: bool,
         interval_s: float | None,
     ) -> None:
+        """Registers a sensor (new or back) and starts its handler; the handler sets the chip up."""
         assert self._sampler is not None
         config = reactor.config
         handler_id = sensor_id(config.id, identity.kind, address)
         handler = reactor.sensors.get(handler_id)
-        if identity.kind == "unknown":
-            if handler is None:
-                _LOGGER.info("unidentified device at 0x%02x on %s", address, config.id)
-                reactor.sensors[handler_id] = SensorHandler(
-                    handler_id,
-                    config.id,
-                    address,
-                    identity,
-                    None,
-                    interval_s=0.0,
-                    pinned=pinned,
-                )
-            return
         device = reactor.bus.device(
             address, mux_address=config.mux_address, mux_channel=config.mux_channel
         )
         driver = create_driver(device, identity, timing=self._timing)
-        try:
-            await driver.setup()
-        except (BusError, DriverError) as err:
-            _LOGGER.warning("setting up %s at 0x%02x failed: %s", identity.kind, address, err)
-            if not pinned:
-                return
         requested = interval_s or self.config.sampling.interval_s
         interval = self._sampler.effective_interval(driver, requested)
         if handler is None:
@@ -341,8 +405,8 @@ class Agent:
             handler.identity, handler.driver, handler.interval_s = identity, driver, interval
         known = handler.values
         handler.values = {q.key: known.get(q.key) or LastValue(q) for q in driver.quantities}
-        handler.status = SensorStatus.ONLINE if not pinned else handler.status
-        temperature: TemperatureSource = reactor.temperature
+        handler.begin()
+        temperature: TemperatureSource = reactor.temperatures
         self._sampler.start(handler, temperature)
 
     def _reactors_json(self) -> list[dict[str, Any]]:

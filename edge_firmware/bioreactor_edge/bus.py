@@ -16,16 +16,20 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
+from fcntl import ioctl
 from typing import Any, Protocol, TypeVar
 
-from smbus2 import SMBus, i2c_msg
+from smbus2 import I2cFunc, SMBus, i2c_msg
+from smbus2.smbus2 import I2C_SLAVE
 
 T = TypeVar("T")
 
 MUX_ADDRESSES = range(0x70, 0x78)
 MUX_CHANNELS = range(8)
 # i2cdetect probes these with receive-byte: a quick-write can corrupt some EEPROMs.
-RECEIVE_BYTE_PROBE_RANGES = (range(0x30, 0x38), range(0x50, 0x60))
+# The multiplexer range is added: nothing is ever written there unasked.
+RECEIVE_BYTE_PROBE_RANGES = (range(0x30, 0x38), range(0x50, 0x60), MUX_ADDRESSES)
 # What Linux i2c-dev adapters report when the addressed chip does not acknowledge.
 _NAK_ERRNOS = frozenset({errno.ENXIO, errno.EREMOTEIO, errno.EIO})
 
@@ -60,6 +64,15 @@ class BusKernelOwned(BusError):
     code = "kernel_owned"
 
 
+class Presence(StrEnum):
+    """What a probe of one address found."""
+
+    ABSENT = "absent"
+    PRESENT = "present"
+    # A kernel driver is bound there (i2cdetect's `UU`): never touched again.
+    KERNEL_OWNED = "kernel_owned"
+
+
 class RawBus(Protocol):
     """Blocking access to one I2C bus; each call is one transaction.
 
@@ -79,6 +92,8 @@ class RawBus(Protocol):
 
 
 def _translate(err: OSError, what: str) -> BusError:
+    if err.errno == errno.EOPNOTSUPP:
+        return BusUnsupported(f"{what}: the adapter does not support it ({err.strerror or err})")
     if err.errno in _NAK_ERRNOS:
         return BusNak(f"{what}: no acknowledge ({err.strerror or err})")
     if err.errno == errno.ETIMEDOUT:
@@ -99,25 +114,48 @@ class SMBusRaw:
     def funcs(self) -> int:
         return int(self._smbus.funcs)
 
+    def _select(self, address: int) -> None:
+        # I2C_SLAVE fails with EBUSY where a kernel driver is bound; I2C_RDWR
+        # alone would not check, so every transaction selects the address first.
+        # smbus2 keeps the selected address in `address` and skips its own ioctl
+        # while it stays the same.
+        if self._smbus.address == address:
+            return
+        if self._smbus.fd is None:
+            raise BusError(f"/dev/i2c-{self.bus_number} is closed")
+        try:
+            ioctl(self._smbus.fd, I2C_SLAVE, address)
+        except OSError as err:
+            if err.errno == errno.EBUSY:
+                raise BusKernelOwned(
+                    f"0x{address:02x} is in use by a kernel driver ({err.strerror or err})"
+                ) from err
+            raise _translate(err, f"select 0x{address:02x}") from err
+        self._smbus.address = address
+
     def quick_write(self, address: int) -> None:
+        self._select(address)
         try:
             self._smbus.write_quick(address)
         except OSError as err:
             raise _translate(err, f"quick write to 0x{address:02x}") from err
 
     def receive_byte(self, address: int) -> int:
+        self._select(address)
         try:
             return int(self._smbus.read_byte(address))
         except OSError as err:
             raise _translate(err, f"receive byte from 0x{address:02x}") from err
 
     def write(self, address: int, data: bytes) -> None:
+        self._select(address)
         try:
             self._smbus.i2c_rdwr(i2c_msg.write(address, data))
         except OSError as err:
             raise _translate(err, f"write to 0x{address:02x}") from err
 
     def read(self, address: int, length: int) -> bytes:
+        self._select(address)
         message = i2c_msg.read(address, length)
         try:
             self._smbus.i2c_rdwr(message)
@@ -126,6 +164,7 @@ class SMBusRaw:
         return bytes(message)
 
     def write_read(self, address: int, data: bytes, length: int) -> bytes:
+        self._select(address)
         reply = i2c_msg.read(address, length)
         try:
             self._smbus.i2c_rdwr(i2c_msg.write(address, data), reply)
@@ -203,12 +242,35 @@ class BusOwner:
         # Only the worker thread changes it while a job runs.
         self._mux_masks: dict[int, int] = {}
         self._muxes: set[int] = set()
+        # Addresses a kernel driver is bound to: refused without touching the bus.
+        self._kernel_owned: set[int] = set()
+        # The adapter's I2C_FUNC_* bits, read once by the worker at the first probe;
+        # cleared SMBUS_QUICK when the adapter refuses it although it claims it.
+        self._funcs: int | None = None
         self._closed = False
 
     @property
     def known_muxes(self) -> frozenset[int]:
         """Multiplexer addresses this bus has been asked to use."""
         return frozenset(self._muxes)
+
+    @property
+    def kernel_owned(self) -> frozenset[int]:
+        """Addresses found bound to a kernel driver; no transaction goes there any more."""
+        return frozenset(self._kernel_owned)
+
+    def register_mux(self, address: int) -> None:
+        """Declares a configured TCA9548A: its channels are closed for main-bus transactions."""
+        _check_mux(address, 0)
+        self._muxes.add(address)
+
+    def quick_probe(self, address: int) -> bool:
+        """Whether `address` is probed with a quick write (known after the first probe)."""
+        return (
+            self._funcs is not None
+            and bool(self._funcs & I2cFunc.SMBUS_QUICK)
+            and not any(address in r for r in RECEIVE_BYTE_PROBE_RANGES)
+        )
 
     def device(
         self, address: int, *, mux_address: int | None = None, mux_channel: int | None = None
@@ -222,16 +284,23 @@ class BusOwner:
         self,
         fn: Callable[[RawBus], T],
         *,
+        address: int | None = None,
         mux_address: int | None = None,
         mux_channel: int | None = None,
     ) -> T:
-        """Runs `fn` as one serialized job in the bus thread, after selecting the mux channel."""
+        """Runs `fn` as one serialized job in the bus thread, after selecting the mux channel.
+
+        `address` is the chip `fn` talks to: refused when it is kernel-owned, and
+        learned as kernel-owned when the job says so.
+        """
         _check_mux(mux_address, mux_channel)
         if mux_address is not None:
             self._muxes.add(mux_address)
         async with self._lock:
             if self._closed:
                 raise BusError(f"bus {self.bus_number} is closed")
+            if address in self._kernel_owned:
+                raise BusKernelOwned(f"0x{address:02x} is in use by a kernel driver")
             try:
                 await self._wait_for_pending()
                 future = asyncio.wrap_future(
@@ -250,12 +319,57 @@ class BusOwner:
                 ) from None
             except asyncio.CancelledError:
                 raise  # the job, if still running, stays in _pending
+            except BusKernelOwned:
+                self._pending = None
+                self.stats.transactions_error += 1
+                if address is not None:
+                    self._kernel_owned.add(address)
+                raise
             except Exception:
                 self._pending = None
                 self.stats.transactions_error += 1
                 raise
             self.stats.transactions_ok += 1
             return result
+
+    async def probe(
+        self, address: int, *, mux_address: int | None = None, mux_channel: int | None = None
+    ) -> Presence:
+        """See I2CDevice.probe; a kernel-owned address is remembered and never touched again."""
+        if address in self._kernel_owned:
+            return Presence.KERNEL_OWNED
+        presence = await self.run(
+            lambda raw: self._probe(raw, address), mux_address=mux_address, mux_channel=mux_channel
+        )
+        if presence is Presence.KERNEL_OWNED:
+            self._kernel_owned.add(address)
+        return presence
+
+    def _probe(self, raw: RawBus, address: int) -> Presence:
+        # Runs in the worker thread, the only one that touches _funcs.
+        if self._funcs is None:
+            self._funcs = raw.funcs()
+        methods = ["quick", "receive"] if self.quick_probe(address) else ["receive"]
+        refused: list[str] = []
+        for method in methods:
+            try:
+                if method == "quick":
+                    raw.quick_write(address)
+                else:
+                    raw.receive_byte(address)
+            except BusUnsupported as err:
+                if method == "quick":
+                    # Claimed but refused (zero-length messages): never tried again.
+                    self._funcs &= ~I2cFunc.SMBUS_QUICK
+                refused.append(str(err))
+                continue
+            # A NAK is an answer here ("nobody home"), not a failed transaction.
+            except BusNak:
+                return Presence.ABSENT
+            except BusKernelOwned:
+                return Presence.KERNEL_OWNED
+            return Presence.PRESENT
+        raise BusUnsupported(f"0x{address:02x}: no probe works here ({'; '.join(refused)})")
 
     async def _wait_for_pending(self) -> None:
         # A timed-out job still holds the thread: wait for it rather than queue behind it.
@@ -326,7 +440,9 @@ class I2CDevice:
         return f"I2CDevice(0x{self.address:02x} on {where})"
 
     async def _run(self, fn: Callable[[RawBus], T]) -> T:
-        return await self._owner.run(fn, mux_address=self.mux_address, mux_channel=self.mux_channel)
+        return await self._owner.run(
+            fn, address=self.address, mux_address=self.mux_address, mux_channel=self.mux_channel
+        )
 
     async def write(self, data: bytes) -> None:
         await self._run(lambda raw: raw.write(self.address, data))
@@ -337,19 +453,14 @@ class I2CDevice:
     async def write_read(self, data: bytes, length: int) -> bytes:
         return await self._run(lambda raw: raw.write_read(self.address, data, length))
 
-    async def probe(self) -> bool:
-        """Whether a chip acknowledges, probing the way i2cdetect does."""
-        receive = any(self.address in r for r in RECEIVE_BYTE_PROBE_RANGES)
+    async def probe(self) -> Presence:
+        """Whether a chip acknowledges, probing the way i2cdetect's default mode does.
 
-        def probe(raw: RawBus) -> bool:
-            # A NAK is an answer here ("nobody home"), not a failed transaction.
-            try:
-                if receive:
-                    raw.receive_byte(self.address)
-                else:
-                    raw.quick_write(self.address)
-            except BusNak:
-                return False
-            return True
-
-        return await self._run(probe)
+        Quick write where the adapter has it, receive-byte in i2cdetect's EEPROM
+        ranges, in the multiplexer range and on adapters without quick (the
+        BeagleBone's i2c-omap); a method the adapter refuses falls back to the
+        other. Raises BusUnsupported only when the adapter refuses both.
+        """
+        return await self._owner.probe(
+            self.address, mux_address=self.mux_address, mux_channel=self.mux_channel
+        )

@@ -26,11 +26,11 @@ from .api import create_app
 from .auth import load_or_create_token
 from .bus import BusOwner, RawBus, SMBusRaw
 from .config import ConfigError, default_config, load_config
-from .discovery import identify_address, scan
+from .discovery import SCAN_ADDRESSES, Place, ScanResult, identify_address, scan_places
 from .drivers.base import Timing
 from .identity import agent_id as hardware_agent_id
 from .models import NewReading
-from .simulator.lab import CatchUpClock, build_reactor_bus, simulation_timing
+from .simulator.lab import CatchUpClock, build_reactor_bus
 from .simulator.physics import ReactorModel
 
 _LOGGER = logging.getLogger("bioreactor_edge")
@@ -158,7 +158,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    timing = simulation_timing(args.rate)
+    # The simulated circuits answer `rate` times faster than real ones.
+    timing = Timing().scaled(args.rate)
     clock = CatchUpClock(args.backdate_hours * 3600, args.time_scale)
     served = []
     for index in range(args.agents):
@@ -174,7 +175,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         agent = Agent(
             config,
             agent_id=_simulated_agent_id(args.seed, index),
-            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, timing),
+            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, args.rate),
             timing=timing,
             clock=clock,
             on_journaled=_recorder(data_dir / "generated.log") if args.record else None,
@@ -201,10 +202,10 @@ def _simulated_agent_id(seed: int, index: int) -> str:
     return hashlib.sha256(f"simulated agent {seed}/{index}".encode()).hexdigest()[:16]
 
 
-def _simulated_bus(seed: int, sensors: int, timing: Timing) -> Callable[[int], RawBus]:
+def _simulated_bus(seed: int, sensors: int, speed: float) -> Callable[[int], RawBus]:
     def factory(bus_number: int) -> RawBus:
         model = ReactorModel(seed=seed + bus_number)
-        return build_reactor_bus(model, sensors=sensors, timing=timing, seed=seed + bus_number)
+        return build_reactor_bus(model, sensors=sensors, speed=speed, seed=seed + bus_number)
 
     return factory
 
@@ -216,27 +217,29 @@ async def _serve(agents: list[tuple[Agent, str, str, int]], *, advertise: bool) 
         loop.add_signal_handler(signum, stop.set)
     runners: list[web.AppRunner] = []
     advertisers: list[Advertiser] = []
+
+    async def serve_one(agent: Agent, token: str, host: str, port: int) -> None:
+        await agent.start()
+        runner = web.AppRunner(create_app(agent, token), access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, host, port).start()
+        _LOGGER.info(
+            "agent %s (%s) serving http://%s:%d/api/v1/, journal epoch %s",
+            agent.agent_id,
+            agent.name,
+            host,
+            port,
+            agent.journal.epoch,
+        )
+        if advertise:
+            advertiser = Advertiser(agent_id=agent.agent_id, name=agent.name, port=port, tls=False)
+            advertisers.append(advertiser)
+            await advertiser.start()
+
     try:
-        for agent, token, host, port in agents:
-            await agent.start()
-            runner = web.AppRunner(create_app(agent, token), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-            runners.append(runner)
-            _LOGGER.info(
-                "agent %s (%s) serving http://%s:%d/api/v1/, journal epoch %s",
-                agent.agent_id,
-                agent.name,
-                host,
-                port,
-                agent.journal.epoch,
-            )
-            if advertise:
-                advertiser = Advertiser(
-                    agent_id=agent.agent_id, name=agent.name, port=port, tls=False
-                )
-                await advertiser.start()
-                advertisers.append(advertiser)
+        # In parallel: each agent serves while its discovery runs in the background.
+        await asyncio.gather(*(serve_one(*served) for served in agents))
         await stop.wait()
     finally:
         for advertiser in advertisers:
@@ -311,9 +314,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     else:
         targets = [(f"bus{args.bus}", args.bus, None, None)]
     raw: Callable[[int], RawBus] = (
-        _simulated_bus(args.bus, 8, simulation_timing(5.0)) if args.simulated else SMBusRaw
+        _simulated_bus(args.bus, 8, 5.0) if args.simulated else SMBusRaw
     )
-    timing = simulation_timing(5.0) if args.simulated else Timing()
+    timing = Timing().scaled(5.0) if args.simulated else Timing()
     print(asyncio.run(_scan_table(targets, raw, timing)))
     return 0
 
@@ -326,32 +329,73 @@ async def _scan_table(
     out: list[str] = []
     buses: dict[int, BusOwner] = {}
     try:
-        for reactor_id, bus_number, mux_address, mux_channel in targets:
+        for _, bus_number, mux_address, _ in targets:
             if bus_number not in buses:
                 buses[bus_number] = BusOwner(raw(bus_number), bus_number)
-            bus = buses[bus_number]
-            found = set(await scan(bus, mux_address=mux_address, mux_channel=mux_channel))
-            channel = "" if mux_channel is None else f" channel {mux_channel}"
-            out.append(f"{reactor_id}: bus {bus_number}{channel}")
-            out.append("     " + " ".join(f"{c:2x}" for c in range(16)))
-            for row in range(0, 0x80, 0x10):
-                cells = []
-                for address in range(row, row + 0x10):
-                    if address < 0x08 or address > 0x77:
-                        cells.append("  ")
-                    else:
-                        cells.append(f"{address:02x}" if address in found else "--")
-                out.append(f"{row:02x}: " + " ".join(cells))
-            for address in sorted(found):
-                device = bus.device(address, mux_address=mux_address, mux_channel=mux_channel)
-                identity = await identify_address(device, timing=timing)
-                what = (
-                    f"{identity.kind:<8} {identity.model} {identity.firmware or ''}".rstrip()
-                    if identity
-                    else "unknown"
+            if mux_address is not None:
+                buses[bus_number].register_mux(mux_address)
+        for bus_number, bus in buses.items():
+            mine = [t for t in targets if t[1] == bus_number]
+            places: list[Place] = [
+                None if mux is None or channel is None else (mux, channel)
+                for _, _, mux, channel in mine
+            ]
+            results = await scan_places(bus, places)
+            for (reactor_id, _, mux_address, mux_channel), place in zip(mine, places, strict=True):
+                channel = "" if place is None else f" mux 0x{mux_address:02x} channel {mux_channel}"
+                out.append(f"{reactor_id}: bus {bus_number}{channel}")
+                out.extend(scan_grid(results[place]))
+                out.extend(
+                    await _identification_rows(
+                        bus, results[place], mux_address, mux_channel, timing
+                    )
                 )
-                out.append(f"  0x{address:02x}  {what}")
     finally:
         for bus in buses.values():
             await bus.close()
     return "\n".join(out)
+
+
+def scan_grid(result: ScanResult) -> list[str]:
+    """i2cdetect's table: the address where a chip answered, `UU` where a kernel
+    driver is bound, `--` where nothing answered, `??` where the probe failed."""
+    lines = ["     " + " ".join(f"{column:2x}" for column in range(16))]
+    for row in range(0, 0x80, 0x10):
+        cells = []
+        for address in range(row, row + 0x10):
+            if address not in SCAN_ADDRESSES:
+                cells.append("  ")
+            elif address in result.found:
+                cells.append(f"{address:02x}")
+            elif address in result.kernel_owned:
+                cells.append("UU")
+            elif address in result.failed:
+                cells.append("??")
+            else:
+                cells.append("--")
+        lines.append(f"{row:02x}: " + " ".join(cells))
+    return lines
+
+
+async def _identification_rows(
+    bus: BusOwner,
+    result: ScanResult,
+    mux_address: int | None,
+    mux_channel: int | None,
+    timing: Timing,
+) -> list[str]:
+    rows: dict[int, str] = {}
+    for address in result.found:
+        device = bus.device(address, mux_address=mux_address, mux_channel=mux_channel)
+        found = await identify_address(device, timing=timing)
+        identity = found.identity
+        rows[address] = (
+            f"{identity.kind:<8} {identity.model} {identity.firmware or ''}".rstrip()
+            if identity is not None
+            else f"{'unknown':<8} {found.reason}"
+        )
+    for address in result.kernel_owned:
+        rows[address] = f"{'UU':<8} bound to a kernel driver: skipped, never written to"
+    for address, why in result.failed.items():
+        rows[address] = f"{'??':<8} probe failed: {why}"
+    return [f"  0x{address:02x}  {rows[address]}" for address in sorted(rows)]

@@ -9,6 +9,8 @@ from enum import StrEnum
 class SensorStatus(StrEnum):
     """Health of one sensor handler, as reported by the API."""
 
+    # Found (or back), but no good reading yet.
+    STARTING = "starting"
     ONLINE = "online"
     OFFLINE = "offline"
     ERROR = "error"

@@ -4,7 +4,9 @@ The sampler is the only caller of the drivers' read paths. Each sensor runs in
 its own task on a shared time grid, so EZO circuits with the same interval are
 sent their read command together and collected together (~1 s for a whole
 set), and a failing sensor backs off without slowing the others. Readings count
-as taken only once the journal has them durably.
+as taken only once the journal has them durably. Each task is supervised: any
+exception is recorded on the handler (status `error`) and the task restarts
+with backoff, so no sensor stops sampling silently.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +31,13 @@ BACKOFF_S = (0.005, 0.010, 0.025, 0.050, 0.100, 0.250, 0.500)
 BACKOFF_STEADY_S = 1.0
 # Consecutive failures before a sensor is reported in error (one glitch is not).
 ERROR_AFTER = 3
+# Restart delays of a handler that crashed (a bug or a journal failure, not a chip error).
+RESTART_BACKOFF_S = (0.1, 0.5, 2.0, 10.0, 30.0)
 # A temperature older than this many of the RTD's intervals is not used for compensation.
 COMPENSATION_MAX_AGE_INTERVALS = 3
+# Temperatures outside this range are not a culture's: a disconnected RTD probe
+# reads -1023 °C, and sending that to a pH circuit would poison its readings.
+COMPENSATION_RANGE_C = (-20.0, 130.0)
 
 
 def backoff_delay(consecutive_errors: int) -> float:
@@ -86,12 +93,26 @@ class SensorHandler:
     consecutive_errors: int = 0
     error_count: int = 0
     last_error: str | None = None
+    # Human-readable reason of the last error (or why an address is unknown).
+    error_message: str | None = None
+    # The last reading could not be temperature-compensated.
+    uncompensated: bool = False
+    # Consecutive crashes of the handler's task (drives the restart backoff).
+    crashes: int = 0
     values: dict[str, LastValue] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        """A new or returning sensor: `starting` with a clean count until its first reading."""
+        self.status = SensorStatus.STARTING
+        self.consecutive_errors = 0
+        self.crashes = 0
+        self.uncompensated = False
 
     def record_success(self, measurements: Sequence[Measurement], time_ms: int) -> None:
         self.status = SensorStatus.ONLINE
         self.consecutive_errors = 0
+        self.crashes = 0
         self.last_seen_ms = time_ms
         for measurement in measurements:
             last = self.values.get(measurement.quantity)
@@ -100,11 +121,14 @@ class SensorHandler:
                 last.time_ms = time_ms
                 last.quality = measurement.quality.value
 
-    def record_error(self, code: str) -> None:
+    def record_error(self, code: str, message: str, *, at_once: bool = False) -> None:
+        """One failed attempt; `error` after ERROR_AFTER in a row, or `at_once`."""
         self.consecutive_errors += 1
         self.error_count += 1
         self.last_error = code
-        if self.consecutive_errors >= ERROR_AFTER and self.status is not SensorStatus.OFFLINE:
+        self.error_message = message
+        failing = at_once or self.consecutive_errors >= ERROR_AFTER
+        if failing and self.status is not SensorStatus.OFFLINE:
             self.status = SensorStatus.ERROR
 
     def as_json(self) -> dict[str, Any]:
@@ -120,6 +144,7 @@ class SensorHandler:
             "consecutive_errors": self.consecutive_errors,
             "error_count": self.error_count,
             "last_error": self.last_error,
+            "error_message": self.error_message,
             "interval_s": self.interval_s,
             "quantities": [
                 {
@@ -135,8 +160,8 @@ class SensorHandler:
         }
 
 
-# Reactor temperature for compensation: (value, time_ms, interval_s) or None.
-TemperatureSource = Callable[[], tuple[float, int, float] | None]
+# The reactor's temperature readings for compensation: (last RTD value, RTD interval_s).
+TemperatureSource = Callable[[], Iterable[tuple[LastValue, float]]]
 Append = Callable[[Sequence[NewReading]], Awaitable[None]]
 
 
@@ -164,17 +189,39 @@ class Sampler:
         if handler.driver is None or (handler.task is not None and not handler.task.done()):
             return
         handler.task = asyncio.create_task(
-            self._run(handler, handler.driver, temperature), name=f"sensor {handler.id}"
+            self._supervise(handler, handler.driver, temperature), name=f"sensor {handler.id}"
         )
+        handler.task.add_done_callback(_report_end)
 
     async def stop(self, handler: SensorHandler) -> None:
         task, handler.task = handler.task, None
         if task is not None:
             await cancel_and_wait(task)
 
+    async def _supervise(
+        self, handler: SensorHandler, driver: Driver, temperature: TemperatureSource
+    ) -> None:
+        while True:
+            try:
+                await self._run(handler, driver, temperature)
+            except (DriverError, BusError) as err:
+                # Only setup lets these through: the chip is there but not ready.
+                handler.record_error(err.code, f"setup: {err}")
+                await asyncio.sleep(backoff_delay(handler.consecutive_errors))
+            except Exception as err:
+                # A bug or a journal failure: never end silently; restart slower and slower.
+                handler.record_error("internal", f"{type(err).__name__}: {err}", at_once=True)
+                delay = RESTART_BACKOFF_S[min(handler.crashes, len(RESTART_BACKOFF_S) - 1)]
+                handler.crashes += 1
+                _LOGGER.exception(
+                    "sensor %s handler failed; restarting in %.1f s", handler.id, delay
+                )
+                await asyncio.sleep(delay)
+
     async def _run(
         self, handler: SensorHandler, driver: Driver, temperature: TemperatureSource
     ) -> None:
+        await driver.setup()
         loop = asyncio.get_running_loop()
         interval = handler.interval_s
         while True:
@@ -197,12 +244,13 @@ class Sampler:
             await asyncio.sleep(driver.ready_after_s)
             measurements = await driver.collect()
         except (DriverError, BusError) as err:
-            handler.record_error(err.code)
+            handler.record_error(err.code, str(err))
             if handler.consecutive_errors == ERROR_AFTER:
                 _LOGGER.warning("sensor %s failing: %s", handler.id, err)
             return False
         time_ms = int(self._clock() * 1000)
-        if driver.compensated and compensation is None:
+        uncompensated = driver.compensated and compensation is None
+        if uncompensated:
             measurements = [
                 Measurement(m.quantity, m.value, Quality.UNCOMPENSATED)
                 if m.quality is Quality.GOOD
@@ -227,14 +275,27 @@ class Sampler:
         if handler.status is SensorStatus.ERROR:
             _LOGGER.info("sensor %s recovered", handler.id)
         handler.record_success(measurements, time_ms)
+        handler.uncompensated = uncompensated
         return True
 
     def _compensation(self, driver: Driver, temperature: TemperatureSource) -> float | None:
-        source = temperature()
-        if source is None:
-            return None
-        value, time_ms, interval_s = source
-        age_s = self._clock() - time_ms / 1000
-        if age_s > COMPENSATION_MAX_AGE_INTERVALS * max(interval_s, driver.min_interval_s):
-            return None
-        return value
+        """The newest good, recent, physically plausible reactor temperature, if any."""
+        now_s = self._clock()
+        low, high = COMPENSATION_RANGE_C
+        usable = [
+            (last.time_ms, last.value)
+            for last, interval_s in temperature()
+            if last.value is not None
+            and last.time_ms is not None
+            and last.quality == Quality.GOOD.value
+            and low <= last.value <= high
+            and now_s - last.time_ms / 1000
+            <= COMPENSATION_MAX_AGE_INTERVALS * max(interval_s, driver.min_interval_s)
+        ]
+        return max(usable)[1] if usable else None
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    # The supervisor only ends by cancellation; anything else must be seen.
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.error("sensor task %s ended: %r", task.get_name(), task.exception())

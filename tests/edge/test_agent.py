@@ -52,6 +52,7 @@ def bus() -> VirtualBus:
 async def agent(tmp_path: Path, bus: VirtualBus) -> AsyncIterator[Agent]:
     agent = Agent(fast_config(tmp_path), agent_id="a" * 16, raw_bus=single_bus(bus), timing=TIMING)
     await agent.start()
+    await wait_for(lambda: not agent.discovering)
     yield agent
     await agent.stop()
 
@@ -69,7 +70,9 @@ async def test_discovers_identifies_and_journals_every_sensor(agent: Agent) -> N
         "ads1115",
     }
     assert found["bus1-ph-63"]["model"] == "EZO-pH"
-    assert all(s["status"] == "online" for s in found.values())
+    # Each is `starting` until its first good reading.
+    assert {s["status"] for s in found.values()} <= {"starting", "online"}
+    await wait_for(lambda: all(s["status"] == "online" for s in sensors(agent).values()))
 
     await wait_for(lambda: agent.journal.stats().newest_seq >= 60)
     readings, _more = await agent.journal.read_after(0, 10_000)
@@ -81,6 +84,9 @@ async def test_discovers_identifies_and_journals_every_sensor(agent: Agent) -> N
     status = agent.status()
     assert status["agent_id"] == "a" * 16
     assert status["health"] == "ok"
+    assert status["problems"] == []
+    assert status["discovery"]["state"] == "idle"
+    assert status["discovery"]["last_scan"].endswith("Z")
     assert status["journal"]["newest_seq"] >= 60
     assert status["buses"][0]["transactions_ok"] > 0
     ph = next(q for q in sensors(agent)["bus1-ph-63"]["quantities"] if q["key"] == "ph")
@@ -107,12 +113,21 @@ async def test_compensated_sensors_use_the_reactor_temperature(
     await wait_for(lambda: agent.journal.stats().newest_seq > newest + 200)
     readings, _ = await agent.journal.read_after(newest + 150, 10_000)
     assert {r.quality for r in readings if r.sensor == "bus1-ph-63"} == {"uncompensated"}
+    problems = agent.status()["problems"]
+    assert {"uncompensated:bus1-ph-63", "uncompensated:bus1-do-61"} <= set(problems)
+    # The RTD is back: compensation (and a clean problem list) returns.
+    bus.chip(0x66).faults.unplugged = False
+    await agent.rescan()
+    await wait_for(
+        lambda: not any(p.startswith("uncompensated:") for p in agent.status()["problems"])
+    )
 
 
 async def test_sensor_appears_vanishes_and_is_forgotten(agent: Agent, bus: VirtualBus) -> None:
     bus.add(build_chip("orp", 0x30, ReactorModel(seed=9), timing=TIMING, seed=9))
     await agent.rescan()
-    assert sensors(agent)["bus1-orp-30"]["status"] == "online"
+    assert sensors(agent)["bus1-orp-30"]["status"] == "starting"
+    await wait_for(lambda: sensors(agent)["bus1-orp-30"]["status"] == "online")
 
     with pytest.raises(SensorInUse):
         agent.forget_sensor("bus1-orp-30")
@@ -133,11 +148,15 @@ async def test_sensor_appears_vanishes_and_is_forgotten(agent: Agent, bus: Virtu
 
 async def test_replugged_sensor_comes_back_online(agent: Agent, bus: VirtualBus) -> None:
     bus.chip(0x61).faults.unplugged = True
+    await wait_for(lambda: sensors(agent)["bus1-do-61"]["consecutive_errors"] >= 3)
     await agent.rescan()
     assert sensors(agent)["bus1-do-61"]["status"] == "offline"
     bus.chip(0x61).faults.unplugged = False
     await agent.rescan()
-    assert sensors(agent)["bus1-do-61"]["status"] == "online"
+    back = sensors(agent)["bus1-do-61"]
+    # A returning sensor starts afresh: no inherited error count.
+    assert (back["status"], back["consecutive_errors"]) == ("starting", 0)
+    await wait_for(lambda: sensors(agent)["bus1-do-61"]["status"] == "online")
     seen = agent.journal.stats().newest_seq
     await wait_for(lambda: agent.journal.stats().newest_seq > seen + 50)
     readings, _ = await agent.journal.read_after(seen, 10_000)
@@ -150,8 +169,85 @@ async def test_unidentified_address_is_listed_as_unknown(agent: Agent, bus: Virt
     unknown = sensors(agent)["bus1-unknown-20"]
     assert unknown["status"] == "unknown"
     assert unknown["quantities"] == []
+    assert unknown["last_error"] == "unsupported_chip"
+    assert "none of the supported chips" in unknown["error_message"]
     agent.forget_sensor("bus1-unknown-20")
     assert "bus1-unknown-20" not in sensors(agent)
+
+
+class CountingChip(SimChip):
+    """An unidentifiable chip that counts the commands written to it."""
+
+    def __init__(self, address: int) -> None:
+        super().__init__(address)
+        self.commands = 0
+
+    def on_write(self, data: bytes) -> None:
+        self.commands += 1
+
+
+async def test_unknown_addresses_are_asked_again_with_backoff(
+    agent: Agent, bus: VirtualBus
+) -> None:
+    chip = CountingChip(0x20)
+    bus.add(chip)
+    asked = []
+    for _ in range(12):
+        before = chip.commands
+        await agent.rescan()
+        asked.append(chip.commands > before)
+    # Scans 1, 2, 4, 8 asked; the others skipped (0, 1, 3 scans between, then 7).
+    assert [n for n, yes in enumerate(asked, 1) if yes] == [1, 2, 4, 8]
+
+    # Something identifiable turns up there (a circuit that was busy, a replug).
+    bus.remove(0x20)
+    bus.add(build_chip("orp", 0x20, ReactorModel(seed=4), timing=TIMING, seed=4))
+    for _ in range(8):
+        await agent.rescan()
+    found = sensors(agent)
+    assert "bus1-unknown-20" not in found
+    assert found["bus1-orp-20"]["status"] in ("starting", "online")
+
+
+async def test_a_crashing_handler_is_an_error_named_in_problems(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = next(
+        h for r in agent.reactors.values() for h in r.sensors.values() if h.id == "bus1-orp-62"
+    )
+    assert handler.driver is not None
+
+    async def broken_collect() -> list[Any]:
+        raise KeyError("parser bug")
+
+    monkeypatch.setattr(handler.driver, "collect", broken_collect)
+    await wait_for(lambda: "sensor_error:bus1-orp-62" in agent.status()["problems"])
+    failing = sensors(agent)["bus1-orp-62"]
+    assert (failing["status"], failing["last_error"]) == ("error", "internal")
+    assert failing["error_message"] == "KeyError: 'parser bug'"
+    monkeypatch.undo()
+    await wait_for(lambda: sensors(agent)["bus1-orp-62"]["status"] == "online", timeout=15)
+    assert "sensor_error:bus1-orp-62" not in agent.status()["problems"]
+
+
+async def test_start_returns_at_once_and_reports_discovery(tmp_path: Path) -> None:
+    # 45 chips take seconds to identify; the agent must not wait for them.
+    slow = simulation_timing(2.0)
+    big = build_reactor_bus(ReactorModel(seed=8), sensors=45, timing=slow, seed=8)
+    agent = Agent(fast_config(tmp_path), agent_id="c" * 16, raw_bus=single_bus(big), timing=slow)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await agent.start()
+    try:
+        assert loop.time() - began < 0.5
+        status = agent.status()
+        assert status["discovery"] == {"state": "running", "last_scan": None}
+        await wait_for(lambda: not agent.discovering, timeout=120)
+        assert loop.time() - began > 1.0  # discovery really took a while
+        assert agent.status()["discovery"]["state"] == "idle"
+        assert len(sensors(agent)) == 45
+    finally:
+        await agent.stop()
 
 
 async def test_failing_sensor_is_in_error_while_others_keep_sampling(
@@ -186,6 +282,7 @@ async def test_pinned_sensors_without_scanning(tmp_path: Path, bus: VirtualBus) 
     agent = Agent(config, agent_id="b" * 16, raw_bus=single_bus(bus), timing=TIMING)
     await agent.start()
     try:
+        assert agent.status()["discovery"] == {"state": "idle", "last_scan": None}
         # Only the pinned addresses, even though the bus holds eight chips.
         assert set(sensors(agent)) == {"bus1-ph-63", "bus1-orp-5a"}
         await wait_for(lambda: sensors(agent)["bus1-ph-63"]["status"] == "online")

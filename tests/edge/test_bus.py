@@ -10,17 +10,43 @@ import time
 from typing import Any, ClassVar
 
 import pytest
+from smbus2 import I2cFunc
 
 from bioreactor_edge import bus as bus_module
-from bioreactor_edge.bus import BusError, BusNak, BusOwner, BusTimeout, RawBus, SMBusRaw
+from bioreactor_edge.bus import (
+    BusError,
+    BusKernelOwned,
+    BusNak,
+    BusOwner,
+    BusTimeout,
+    BusUnsupported,
+    Presence,
+    RawBus,
+    SMBusRaw,
+)
 from bioreactor_edge.simulator.chips import SimChip, Tca9548aMux
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
 
 
 class RecordingBus:
-    """A RawBus that records calls, optionally blocking until released."""
+    """A RawBus that records calls, optionally blocking until released.
 
-    def __init__(self, *, nak: set[int] | None = None) -> None:
+    `funcs_mask` is what the adapter claims; `refuses` the probe kinds it fails
+    with EOPNOTSUPP anyway; `kernel` the addresses a kernel driver is bound to.
+    """
+
+    def __init__(
+        self,
+        *,
+        nak: set[int] | None = None,
+        funcs_mask: int = int(I2cFunc.I2C | I2cFunc.SMBUS_QUICK | I2cFunc.SMBUS_READ_BYTE),
+        refuses: frozenset[str] = frozenset(),
+        kernel: frozenset[int] = frozenset(),
+    ) -> None:
+        self.funcs_mask = funcs_mask
+        self.funcs_calls = 0
+        self.refuses = refuses
+        self.kernel = kernel
         self.calls: list[tuple[str, int]] = []
         self.threads: set[str] = set()
         self.active = 0
@@ -43,8 +69,16 @@ class RecordingBus:
         time.sleep(0.001)  # widen the window in which interleaving would show
         with self._lock:
             self.active -= 1
+        if name in self.refuses:
+            raise BusUnsupported(f"{name} 0x{address:02x}: operation not supported")
+        if address in self.kernel:
+            raise BusKernelOwned(f"0x{address:02x}: device or resource busy")
         if address in self._nak:
             raise BusNak(f"0x{address:02x}")
+
+    def funcs(self) -> int:
+        self.funcs_calls += 1
+        return self.funcs_mask
 
     def quick_write(self, address: int) -> None:
         self._call("quick", address)
@@ -135,7 +169,7 @@ async def test_virtual_bus_hang_counts_timeouts() -> None:
         # Once the hung transaction has ended, the bus works again.
         for _ in range(200):
             try:
-                assert await owner.device(0x30).probe()
+                assert await owner.device(0x30).probe() is Presence.PRESENT
                 break
             except BusTimeout:
                 continue
@@ -165,19 +199,106 @@ async def test_errors_and_successes_are_counted() -> None:
     [
         (0x08, "quick"), (0x2F, "quick"), (0x30, "receive"), (0x37, "receive"),
         (0x38, "quick"), (0x4F, "quick"), (0x50, "receive"), (0x5F, "receive"),
-        (0x60, "quick"), (0x77, "quick"),
+        (0x60, "quick"), (0x6F, "quick"), (0x70, "receive"), (0x77, "receive"),
     ],
 )  # fmt: skip
 async def test_probe_uses_i2cdetect_semantics(address: int, probe: str) -> None:
     raw = RecordingBus(nak={address})
     owner = BusOwner(raw, 1)
     try:
-        assert await owner.device(address).probe() is False
+        assert await owner.device(address).probe() is Presence.ABSENT
+        assert owner.quick_probe(address) is (probe == "quick")
     finally:
         await owner.close()
     assert raw.calls == [(probe, address)]
     # "Nobody answered" is an answer, not a failed transaction.
     assert owner.stats.transactions_ok == 1
+
+
+async def test_adapter_without_quick_is_probed_with_receive_byte() -> None:
+    # The BeagleBone's i2c-omap: no SMBUS_QUICK in its functionality.
+    raw = RecordingBus(
+        funcs_mask=int(I2cFunc.I2C | I2cFunc.SMBUS_READ_BYTE), refuses=frozenset({"quick"})
+    )
+    owner = BusOwner(raw, 1)
+    try:
+        presences = [await owner.device(a).probe() for a in (0x08, 0x44, 0x63)]
+    finally:
+        await owner.close()
+    assert presences == [Presence.PRESENT] * 3
+    assert raw.calls == [("receive", 0x08), ("receive", 0x44), ("receive", 0x63)]
+    assert raw.funcs_calls == 1  # read once per bus
+
+
+async def test_quick_refused_although_claimed_falls_back_for_good() -> None:
+    raw = RecordingBus(refuses=frozenset({"quick"}), nak={0x09})
+    owner = BusOwner(raw, 1)
+    try:
+        assert await owner.device(0x08).probe() is Presence.PRESENT
+        assert await owner.device(0x09).probe() is Presence.ABSENT
+    finally:
+        await owner.close()
+    # Quick was tried once, refused, and never again.
+    assert raw.calls == [("quick", 0x08), ("receive", 0x08), ("receive", 0x09)]
+    assert owner.stats.transactions_error == 0
+
+
+async def test_no_probe_method_at_all_is_an_error_of_that_address() -> None:
+    raw = RecordingBus(refuses=frozenset({"quick", "receive"}))
+    owner = BusOwner(raw, 1)
+    try:
+        with pytest.raises(BusUnsupported, match="no probe works"):
+            await owner.device(0x10).probe()
+    finally:
+        await owner.close()
+
+
+async def test_kernel_owned_address_is_never_touched_again() -> None:
+    raw = RecordingBus(kernel=frozenset({0x54}))
+    owner = BusOwner(raw, 1)
+    eeprom = owner.device(0x54)
+    try:
+        assert await eeprom.probe() is Presence.KERNEL_OWNED
+        assert owner.kernel_owned == frozenset({0x54})
+        assert await eeprom.probe() is Presence.KERNEL_OWNED
+        for call in (eeprom.write(b"i"), eeprom.read(1), eeprom.write_read(b"\x00", 2)):
+            with pytest.raises(BusKernelOwned) as err:
+                await call
+            assert err.value.code == "kernel_owned"
+    finally:
+        await owner.close()
+    assert raw.calls == [("receive", 0x54)]
+
+
+async def test_kernel_owned_is_learned_from_any_transaction() -> None:
+    raw = RecordingBus(kernel=frozenset({0x50}))
+    owner = BusOwner(raw, 1)
+    try:
+        with pytest.raises(BusKernelOwned):
+            await owner.device(0x50).write(b"\x00")
+        with pytest.raises(BusKernelOwned):
+            await owner.device(0x50).read(1)
+    finally:
+        await owner.close()
+    assert raw.calls == [("write", 0x50)]
+    assert owner.kernel_owned == frozenset({0x50})
+
+
+async def test_configured_mux_is_closed_before_main_bus_transactions() -> None:
+    vbus = VirtualBus()
+    vbus.add(SimChip(0x63), mux_channel=1)
+    mux = vbus.chip(0x70)
+    assert isinstance(mux, Tca9548aMux)
+    mux.mask = 1 << 1  # left open by an earlier process
+    owner = BusOwner(vbus, 1)
+    owner.register_mux(0x70)
+    try:
+        assert await owner.device(0x63).probe() is Presence.ABSENT
+    finally:
+        await owner.close()
+    assert mux.mask == 0
+    with pytest.raises(ValueError, match="0x70-0x77"):
+        owner.register_mux(0x50)
 
 
 async def test_mux_channel_selection_is_cached_and_invalidated_on_error() -> None:
@@ -191,10 +312,10 @@ async def test_mux_channel_selection_is_cached_and_invalidated_on_error() -> Non
     on_two = owner.device(0x63, mux_address=0x70, mux_channel=2)
     on_five = owner.device(0x63, mux_address=0x70, mux_channel=5)
     try:
-        assert await on_two.probe()
-        assert await on_two.probe()
+        assert await on_two.probe() is Presence.PRESENT
+        assert await on_two.probe() is Presence.PRESENT
         assert (mux.mask, mux.selects) == (1 << 2, 1)
-        assert await on_five.probe()
+        assert await on_five.probe() is Presence.PRESENT
         assert (mux.mask, mux.selects) == (1 << 5, 2)
         right.faults.nak = True
         with pytest.raises(BusNak):
@@ -203,7 +324,7 @@ async def test_mux_channel_selection_is_cached_and_invalidated_on_error() -> Non
         await on_five.write(b"x")  # the cache was dropped: selected again
         assert mux.selects == 3
         # A device on the main bus closes the multiplexer's channels first.
-        assert not await owner.device(0x63).probe()
+        assert await owner.device(0x63).probe() is Presence.ABSENT
         assert (mux.mask, mux.selects) == (0, 4)
         assert owner.known_muxes == frozenset({0x70})
     finally:
@@ -257,6 +378,9 @@ class FakeSMBus:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory")
         self.messages: list[Any] = []
         self.closed = False
+        self.fd: int | None = 3
+        self.address: int | None = None
+        self.funcs = int(I2cFunc.I2C | I2cFunc.SMBUS_READ_BYTE)
         FakeSMBus.instances.append(self)
 
     def _maybe_fail(self) -> None:
@@ -281,8 +405,29 @@ class FakeSMBus:
         self.closed = True
 
 
+class FakeIoctl:
+    """Stands in for fcntl.ioctl(fd, I2C_SLAVE, address): records, or fails with `error`."""
+
+    def __init__(self) -> None:
+        self.selected: list[int] = []
+        self.error: OSError | None = None
+
+    def __call__(self, fd: int, request: int, address: int) -> None:
+        assert request == 0x0703  # I2C_SLAVE, never I2C_SLAVE_FORCE
+        if self.error is not None:
+            raise self.error
+        self.selected.append(address)
+
+
 @pytest.fixture
-def fake_smbus(monkeypatch: pytest.MonkeyPatch) -> type[FakeSMBus]:
+def fake_ioctl(monkeypatch: pytest.MonkeyPatch) -> FakeIoctl:
+    fake = FakeIoctl()
+    monkeypatch.setattr(bus_module, "ioctl", fake)
+    return fake
+
+
+@pytest.fixture
+def fake_smbus(monkeypatch: pytest.MonkeyPatch, fake_ioctl: FakeIoctl) -> type[FakeSMBus]:
     monkeypatch.setattr(bus_module, "SMBus", FakeSMBus)
     FakeSMBus.error = None
     FakeSMBus.reply = b""
@@ -302,8 +447,49 @@ def test_smbus_raw_transactions(fake_smbus: type[FakeSMBus]) -> None:
     assert [(m.addr, m.flags & 1, m.len) for m in sent] == [
         (0x63, 1, 3), (0x48, 0, 1), (0x48, 1, 2), (0x63, 0, 1),
     ]  # fmt: skip
+    assert raw.funcs() == int(I2cFunc.I2C | I2cFunc.SMBUS_READ_BYTE)
     raw.close()
     assert fake_smbus.instances[0].closed
+
+
+def test_smbus_raw_selects_each_address_once(
+    fake_smbus: type[FakeSMBus], fake_ioctl: FakeIoctl
+) -> None:
+    raw = SMBusRaw(1)
+    fake_smbus.reply = b"\x01"
+    raw.read(0x63, 1)
+    raw.write(0x63, b"R")
+    raw.write(0x64, b"R")
+    raw.receive_byte(0x64)
+    assert fake_ioctl.selected == [0x63, 0x64]
+
+
+def test_smbus_raw_kernel_owned_address_is_refused_before_any_message(
+    fake_smbus: type[FakeSMBus], fake_ioctl: FakeIoctl
+) -> None:
+    raw = SMBusRaw(1)
+    fake_ioctl.error = OSError(errno.EBUSY, "Device or resource busy")
+    for call in (
+        lambda: raw.write(0x54, b"\x00"),
+        lambda: raw.read(0x54, 1),
+        lambda: raw.write_read(0x54, b"\x00", 1),
+        lambda: raw.quick_write(0x54),
+        lambda: raw.receive_byte(0x54),
+    ):
+        with pytest.raises(BusKernelOwned, match="kernel driver"):
+            call()
+    # I2C_RDWR would not have checked the binding: nothing was sent.
+    assert fake_smbus.instances[0].messages == []
+    fake_ioctl.error = OSError(errno.EIO, "I/O error")
+    with pytest.raises(BusNak):
+        raw.read(0x55, 1)
+
+
+def test_smbus_raw_closed_bus_refuses(fake_smbus: type[FakeSMBus]) -> None:
+    raw = SMBusRaw(1)
+    fake_smbus.instances[0].fd = None
+    with pytest.raises(BusError, match="closed"):
+        raw.read(0x63, 1)
 
 
 @pytest.mark.parametrize(
@@ -313,6 +499,8 @@ def test_smbus_raw_transactions(fake_smbus: type[FakeSMBus]) -> None:
         (errno.EREMOTEIO, BusNak, "nak"),
         (errno.EIO, BusNak, "nak"),
         (errno.ETIMEDOUT, BusTimeout, "timeout"),
+        (errno.EOPNOTSUPP, BusUnsupported, "unsupported"),
+        # EBUSY from a transfer (not from selecting the address) is a plain error.
         (errno.EBUSY, BusError, "io"),
     ],
 )

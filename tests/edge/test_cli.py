@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from bioreactor_edge.cli import main
+from bioreactor_edge.cli import main, scan_grid
+from bioreactor_edge.discovery import ScanResult
 
 TOKEN = "t" * 43
 
@@ -132,9 +133,62 @@ def test_invalid_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_scan_simulated_prints_table_and_identities(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan", "--simulated"]) == 0
     out = capsys.readouterr().out
-    assert "60: " in out and " 63 " in out  # the pH circuit's row of the table
+    assert "60: -- 61 62 63 64 -- 66 67 -- --" in out  # the EZO circuits' row of the grid
     for kind in ("ph", "do", "orp", "ec", "rtd", "pmp", "sht4x", "ads1115"):
         assert f" {kind} " in out, kind
+
+
+def test_scan_grid_is_i2cdetect_style() -> None:
+    result = ScanResult(
+        found=[0x08, 0x63], kernel_owned=[0x54, 0x55], failed={0x20: "arbitration lost"}
+    )
+    grid = scan_grid(result)
+    assert grid[0] == "      0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f"
+    assert grid[1] == "00:                         08 -- -- -- -- -- -- --"
+    assert grid[3] == "20: ?? -- -- -- -- -- -- -- -- -- -- -- -- -- -- --"
+    assert grid[6] == "50: -- -- -- -- UU UU -- -- -- -- -- -- -- -- -- --"
+    assert grid[7] == "60: -- -- -- 63 -- -- -- -- -- -- -- -- -- -- -- --"
+    assert grid[8] == "70: -- -- -- -- -- -- -- --                        "
+
+
+def test_simulated_agents_serve_before_their_discovery_ends(tmp_path: Path) -> None:
+    agents = 4
+    port = free_ports(agents)
+    # At 0.2 Hz the simulated circuits take the real ones' time several times over:
+    # identifying a reactor's chips takes ~10 s.
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bioreactor_edge", "simulate"),
+            *("--data-dir", str(tmp_path), "--port", str(port), "--token", TOKEN),
+            *("--rate", "0.2", "--agents", str(agents), "--sensors-per-reactor", "8"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        first: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + 60
+        while len(first) < agents and time.monotonic() < deadline:
+            for index in set(range(agents)) - set(first):
+                try:
+                    first[index] = get(f"http://127.0.0.1:{port + index}/api/v1/status")
+                except (OSError, urllib.error.URLError):
+                    time.sleep(0.05)
+        assert len(first) == agents
+        assert {s["discovery"]["state"] for s in first.values()} == {"running"}
+        # And discovery does finish, in the background.
+        status = wait_until(
+            lambda: (s := get(f"http://127.0.0.1:{port}/api/v1/status"))["discovery"]["state"]
+            == "idle"
+            and s
+        )
+        assert status["discovery"]["last_scan"] is not None
+        assert len(status["reactors"][0]["sensors"]) == 8
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert b"Traceback" not in out, out.decode()
 
 
 def test_simulate_serves_plausible_moving_readings(simulated_agents: tuple[int, Path]) -> None:
