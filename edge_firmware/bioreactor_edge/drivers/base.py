@@ -14,7 +14,8 @@ from ..models import Measurement, Quality, Quantity
 class DriverError(Exception):
     """A chip answered, but not with a usable result; `code` says why.
 
-    Codes: "nak", "timeout", "syntax_error", "no_data", "garbage", "busy".
+    Codes: "timeout", "syntax_error", "no_data", "garbage", and "no_probe" (a
+    circuit reporting that its probe is missing, e.g. the EZO-RTD's -1023).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -39,6 +40,21 @@ class Timing:
     command_s: float = 0.3
     poll_s: float = 0.05
     timeout_s: float = 3.0
+
+    def scaled(self, speed: float) -> Timing:
+        """This timing for chips `speed` times faster than real ones (simulated chips).
+
+        The timeout stays generous whatever the speed: a loaded test machine
+        must not turn slowness into errors.
+        """
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        return Timing(
+            read_s=self.read_s / speed,
+            command_s=self.command_s / speed,
+            poll_s=self.poll_s / speed,
+            timeout_s=max(self.timeout_s / speed, 1.0),
+        )
 
 
 # The real circuits' timing (a module constant: defaults must not be built per call).

@@ -1,8 +1,9 @@
 """Atlas Scientific EZO circuits (pH, DO, ORP, EC, RTD, PMP) in I2C mode.
 
 A command is ASCII written to the circuit; its reply is read afterwards: a
-status byte (1 success, 2 syntax error, 254 still processing, 255 no data)
-and NUL-terminated ASCII.
+response-code byte (1 success, 2 syntax error, 254 still processing, 255 no
+data) then NUL-terminated ASCII (every EZO datasheet, I2C mode, "Response
+codes" page; e.g. EZO-pH V5.x p.46).
 """
 
 from __future__ import annotations
@@ -20,15 +21,24 @@ STATUS_OK = 1
 STATUS_SYNTAX_ERROR = 2
 STATUS_PROCESSING = 254
 STATUS_NO_DATA = 255
+# Atlas's Raspberry Pi sample code (AtlasI2C.py, read()) reads 31 bytes.
 REPLY_LENGTH = 31
 LONG_REPLY_LENGTH = 40  # EC with all four outputs enabled
 
-# The type names `i` reports, and the driver kind each maps to.
-EZO_KINDS = {"PH": "ph", "DO": "do", "ORP": "orp", "EC": "ec", "RTD": "rtd", "PMP": "pmp"}
+# `i` replies `?I,<type>,<firmware>` ("Device information" page of each datasheet).
+# Circuits spell their type several ways: the DO circuit says `D.O.` (older
+# firmware `DO`), some pH firmware answers in lower case (`?i,pH,1.98`) and the
+# ORP datasheet's own example says `OR`. Keys are upper case without dots.
+EZO_KINDS = {"PH": "ph", "DO": "do", "ORP": "orp", "OR": "orp", "EC": "ec", "RTD": "rtd",
+             "PMP": "pmp"}  # fmt: skip
 MODELS = {"ph": "EZO-pH", "do": "EZO-DO", "orp": "EZO-ORP", "ec": "EZO-EC", "rtd": "EZO-RTD",
           "pmp": "EZO-PMP"}  # fmt: skip
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_FIRMWARE = re.compile(r"\d+(?:\.\d+)*")
+# `O,?` is answered `?,O,EC,TDS,S,SG` / `?,O,%,mg` (EZO-EC and EZO-DO datasheets,
+# I2C "Enable/disable parameters": DO V4.1 p.55); `?O,...` is accepted too.
+_OUTPUTS_REPLY = re.compile(r"\?,?O(?:,(.*))?", re.IGNORECASE)
 
 PH = Quantity("ph", "pH", 0.01, 0.0, 14.0)
 DISSOLVED_OXYGEN = Quantity("dissolved_oxygen", "mg/L", 0.05, 0.0, 100.0)
@@ -38,8 +48,12 @@ CONDUCTIVITY = Quantity("conductivity", "µS/cm", 1.0, 0.0, 500000.0)
 TOTAL_DISSOLVED_SOLIDS = Quantity("total_dissolved_solids", "ppm", 1.0, 0.0, 500000.0)
 SALINITY = Quantity("salinity", "PSU", 0.01, 0.0, 42.0)
 SPECIFIC_GRAVITY = Quantity("specific_gravity", "", 0.001, 1.0, 1.3)
+# EZO-RTD range -126.000 to 1254 °C (datasheet cover page).
 TEMPERATURE = Quantity("temperature", "°C", 0.05, -126.0, 1254.0)
 TOTAL_VOLUME = Quantity("total_volume", "mL", 0.01, -1_000_000.0, 1_000_000.0)
+
+# The EZO-RTD's reading without a probe; an error code, never a temperature.
+RTD_NO_PROBE = -1023.0
 
 
 def parse_number(text: str, what: str) -> float:
@@ -52,16 +66,29 @@ def parse_number(text: str, what: str) -> float:
     return value
 
 
+def parse_firmware(text: str | None) -> tuple[int, ...] | None:
+    """`2.10` -> (2, 10): compared part by part, so 2.10 is newer than 2.9."""
+    if text is None or not _FIRMWARE.fullmatch(text):
+        return None
+    return tuple(int(part) for part in text.split("."))
+
+
 def parse_reply(raw: bytes, address: int) -> tuple[int, str]:
-    """Splits a reply into its status byte and ASCII payload."""
+    """Splits a reply into its response code and ASCII payload.
+
+    Payload bytes have their top bit cleared, as Atlas's own Raspberry Pi code
+    does (AtlasI2C.py, handle_raspi_glitch: every character except the first);
+    the response code is taken as read. What is still not printable ASCII, or
+    has no NUL terminator, is garbage.
+    """
     if not raw:
         raise DriverError("garbage", f"0x{address:02x}: empty reply")
     status = raw[0]
     if status not in (STATUS_OK, STATUS_SYNTAX_ERROR, STATUS_PROCESSING, STATUS_NO_DATA):
-        raise DriverError("garbage", f"0x{address:02x}: unknown status byte {status}")
+        raise DriverError("garbage", f"0x{address:02x}: unknown response code {status}")
     if status != STATUS_OK:
         return status, ""
-    body, nul, _ = raw[1:].partition(b"\0")
+    body, nul, _ = bytes(b & 0x7F for b in raw[1:]).partition(b"\0")
     if not nul:
         raise DriverError("garbage", f"0x{address:02x}: reply is not NUL-terminated")
     if any(b < 0x20 or b > 0x7E for b in body):
@@ -89,10 +116,18 @@ async def ezo_reply(device: I2CDevice, timing: Timing, *, length: int = REPLY_LE
 
 
 async def ezo_query(device: I2CDevice, command: str, timing: Timing) -> str:
-    """Sends a (non-reading) command and returns its reply."""
+    """Sends a command taking the short (~300 ms) processing delay and returns its reply."""
     await device.write(command.encode("ascii"))
     await asyncio.sleep(timing.command_s)
     return await ezo_reply(device, timing)
+
+
+def answer(payload: str, prefix: str, what: str) -> list[str]:
+    """The fields after `?<prefix>,` in a query's reply (prefix case-insensitive)."""
+    fields = payload.split(",")
+    if fields[0].upper() != f"?{prefix.upper()}" or len(fields) < 2:
+        raise DriverError("garbage", f"{what}: unexpected reply {payload!r}")
+    return fields[1:]
 
 
 async def identify_ezo(device: I2CDevice, timing: Timing) -> Identity | None:
@@ -108,14 +143,22 @@ async def identify_ezo(device: I2CDevice, timing: Timing) -> Identity | None:
     parts = reply.split(",")
     if len(parts) != 3 or parts[0].upper() != "?I":
         return None
-    kind = EZO_KINDS.get(parts[1].upper())
+    kind = EZO_KINDS.get(parts[1].upper().replace(".", ""))
     if kind is None:
         return None
     return Identity(kind=kind, model=MODELS[kind], firmware=parts[2] or None)
 
 
+def compensation_text(temperature_c: float) -> str:
+    """`19.5` for 19.5 °C, as the datasheets write it (`T,19.5`); at most two decimals."""
+    if not math.isfinite(temperature_c):
+        raise ValueError(f"compensation temperature {temperature_c} is not finite")
+    # + 0.0 turns a rounded -0.0 into 0.0.
+    return f"{round(temperature_c, 2) + 0.0:.2f}".rstrip("0").rstrip(".")
+
+
 class EzoDriver(Driver):
-    """Reads with `R` (or `RT,<t>`) and parses the comma-separated values."""
+    """Reads with `R` and parses the comma-separated values."""
 
     min_interval_s: ClassVar[float] = 1.0
     read_command: ClassVar[str] = "R"
@@ -128,13 +171,8 @@ class EzoDriver(Driver):
         self._started = False
 
     async def start(self, temperature_c: float | None) -> None:
-        command = self.read_command
-        if self.compensated and temperature_c is not None:
-            if not math.isfinite(temperature_c):
-                raise ValueError(f"compensation temperature {temperature_c} is not finite")
-            command = f"RT,{temperature_c:.2f}"
         self._started = False
-        await self.device.write(command.encode("ascii"))
+        await self.device.write(self.read_command.encode("ascii"))
         self._started = True
 
     @property
@@ -145,8 +183,7 @@ class EzoDriver(Driver):
         if not self._started:
             raise DriverError("no_data", f"{self.kind}: no measurement was started")
         self._started = False
-        payload = await ezo_reply(self.device, self.timing, length=self.reply_length)
-        return self.parse(payload)
+        return self.parse(await ezo_reply(self.device, self.timing, length=self.reply_length))
 
     def parse(self, payload: str) -> list[Measurement]:
         fields = payload.split(",")
@@ -161,46 +198,113 @@ class EzoDriver(Driver):
         ]
 
 
-class EzoOutputsDriver(EzoDriver):
-    """A circuit whose reply holds the outputs enabled with `O,<param>,1` (EC, DO)."""
+class CompensatedEzoDriver(EzoDriver):
+    """Reads compensated for temperature: `RT,<t>`, or `T,<t>` then `R` where RT is unknown.
 
-    # Output parameter names as `O,?` lists them, in reply order.
+    Firmware without `RT` answers it with a syntax error (response code 2); the
+    driver then falls back to `T,<t>` + `R` for the rest of its life. The
+    datasheets available to us do not name the first firmware with `RT`, so
+    the syntax error decides, once per driver.
+    """
+
+    compensated = True
+
+    def __init__(
+        self, device: I2CDevice, identity: Identity, *, timing: Timing = DEFAULT_TIMING
+    ) -> None:
+        super().__init__(device, identity, timing=timing)
+        self.rt_supported: bool | None = None  # None until the circuit has answered an RT
+        self._pending_rt: str | None = None
+
+    async def start(self, temperature_c: float | None) -> None:
+        self._started = False
+        self._pending_rt = None
+        if temperature_c is None:
+            await self.device.write(b"R")
+        elif self.rt_supported is False:
+            await ezo_query(self.device, f"T,{compensation_text(temperature_c)}", self.timing)
+            await self.device.write(b"R")
+        else:
+            self._pending_rt = compensation_text(temperature_c)
+            await self.device.write(f"RT,{self._pending_rt}".encode("ascii"))
+        self._started = True
+
+    async def collect(self) -> list[Measurement]:
+        if not self._started:
+            raise DriverError("no_data", f"{self.kind}: no measurement was started")
+        self._started = False
+        rt, self._pending_rt = self._pending_rt, None
+        try:
+            payload = await ezo_reply(self.device, self.timing, length=self.reply_length)
+        except DriverError as err:
+            if rt is None or err.code != "syntax_error" or self.rt_supported:
+                raise
+            # This firmware has no RT: set the temperature, then read.
+            self.rt_supported = False
+            await ezo_query(self.device, f"T,{rt}", self.timing)
+            await self.device.write(b"R")
+            await asyncio.sleep(self.timing.read_s)
+            payload = await ezo_reply(self.device, self.timing, length=self.reply_length)
+        else:
+            if rt is not None:
+                self.rt_supported = True
+        return self.parse(payload)
+
+
+class EzoOutputsDriver(CompensatedEzoDriver):
+    """A circuit whose reply holds the outputs enabled with `O,<param>,1` (EC, DO).
+
+    The reading lists enabled outputs in the fixed order of `outputs`, whatever
+    order `O,?` lists them in (DO answers `?,O,%,mg` yet reads mg/L first).
+    """
+
+    # Output parameter names as `O,?` lists them, in reading order.
     outputs: ClassVar[tuple[tuple[str, Quantity], ...]]
-    factory_outputs: ClassVar[frozenset[str]]
 
     def __init__(
         self, device: I2CDevice, identity: Identity, *, timing: Timing = DEFAULT_TIMING
     ) -> None:
         super().__init__(device, identity, timing=timing)
         # Until setup() learns them: the factory default.
-        self.quantities = tuple(q for name, q in self.outputs if name in self.factory_outputs)
+        enabled = self.factory_outputs(parse_firmware(identity.firmware))
+        self.quantities = tuple(q for name, q in self.outputs if name in enabled)
+
+    @classmethod
+    def factory_outputs(cls, firmware: tuple[int, ...] | None) -> frozenset[str]:
+        """The outputs a circuit with this firmware has enabled when new."""
+        return frozenset(name for name, _ in cls.outputs)
 
     async def setup(self) -> None:
-        """Learns the enabled outputs; enables the first one when none is."""
+        """Learns the enabled outputs (`O,?`); enables the first one when none is."""
         reply = await ezo_query(self.device, "O,?", self.timing)
-        fields = reply.split(",")
-        if not fields or fields[0].upper() != "?O":
+        match = _OUTPUTS_REPLY.fullmatch(reply)
+        if match is None:
             raise DriverError("garbage", f"{self.kind}: unexpected reply to O,?: {reply!r}")
-        enabled = {name.upper() for name in fields[1:]}
+        listed = {name.upper() for name in (match.group(1) or "").split(",") if name}
         known = {name.upper() for name, _ in self.outputs}
-        if not enabled & known:
+        if listed - known:
+            raise DriverError("garbage", f"{self.kind}: unknown outputs in O,? reply {reply!r}")
+        if not listed:
             first = self.outputs[0][0]
             await ezo_query(self.device, f"O,{first},1", self.timing)
-            enabled = {first.upper()}
-        self.quantities = tuple(q for name, q in self.outputs if name.upper() in enabled)
+            listed = {first.upper()}
+        self.quantities = tuple(q for name, q in self.outputs if name.upper() in listed)
 
 
-class PhDriver(EzoDriver):
+class PhDriver(CompensatedEzoDriver):
     kind = "ph"
-    compensated = True
     quantities = (PH,)
 
 
 class DoDriver(EzoOutputsDriver):
     kind = "do"
-    compensated = True
+    # Reading order mg/L then % saturation; only mg/L is on when new (EZO-DO
+    # datasheet, "Enable/disable parameters").
     outputs = (("mg", DISSOLVED_OXYGEN), ("%", OXYGEN_SATURATION))
-    factory_outputs = frozenset({"mg"})
+
+    @classmethod
+    def factory_outputs(cls, firmware: tuple[int, ...] | None) -> frozenset[str]:
+        return frozenset({"mg"})
 
 
 class OrpDriver(EzoDriver):
@@ -208,26 +312,75 @@ class OrpDriver(EzoDriver):
     quantities = (ORP,)
 
 
+# "By default, EZO Conductivity circuits with firmware version 2.10 and above
+# will only output EC" (EZO-EC datasheet V6.2, cover page); older ones output all four.
+EC_ONLY_FROM_FIRMWARE = (2, 10)
+
+
 class EcDriver(EzoOutputsDriver):
     kind = "ec"
-    compensated = True
     reply_length = LONG_REPLY_LENGTH
+    # Reading order EC,TDS,SAL,SG (EZO-EC datasheet cover page).
     outputs = (
         ("EC", CONDUCTIVITY),
         ("TDS", TOTAL_DISSOLVED_SOLIDS),
         ("S", SALINITY),
         ("SG", SPECIFIC_GRAVITY),
     )
-    factory_outputs = frozenset({"EC", "TDS", "S", "SG"})
+
+    @classmethod
+    def factory_outputs(cls, firmware: tuple[int, ...] | None) -> frozenset[str]:
+        # Unknown firmware: assume the current default; setup() asks anyway.
+        if firmware is None or firmware >= EC_ONLY_FROM_FIRMWARE:
+            return frozenset({"EC"})
+        return super().factory_outputs(firmware)
+
+
+# `S,?` -> `?S,c` (Celsius, the factory default), `?S,k` or `?S,f` (EZO-RTD datasheet,
+# "Temperature scale").
+RTD_SCALES = ("c", "k", "f")
+
+
+def to_celsius(value: float, scale: str) -> float:
+    if scale == "k":
+        return value - 273.15
+    if scale == "f":
+        return (value - 32.0) * 5.0 / 9.0
+    return value
 
 
 class RtdDriver(EzoDriver):
+    """Temperature in °C whatever scale the circuit is set to (`S,?` -> `?S,c|k|f`)."""
+
     kind = "rtd"
     quantities = (TEMPERATURE,)
 
+    def __init__(
+        self, device: I2CDevice, identity: Identity, *, timing: Timing = DEFAULT_TIMING
+    ) -> None:
+        super().__init__(device, identity, timing=timing)
+        self.scale = "c"  # the factory default until setup() asks
+
+    async def setup(self) -> None:
+        """Learns the temperature scale once; a scale changed later needs a rescan."""
+        (scale, *rest) = answer(await ezo_query(self.device, "S,?", self.timing), "S", "rtd S,?")
+        if rest or scale.lower() not in RTD_SCALES:
+            raise DriverError("garbage", f"rtd: unknown temperature scale {scale!r}")
+        self.scale = scale.lower()
+
+    def parse(self, payload: str) -> list[Measurement]:
+        value = parse_number(payload, "rtd temperature")
+        if value == RTD_NO_PROBE:
+            raise DriverError("no_probe", "rtd: no temperature probe connected (reads -1023)")
+        return [self.measurement(TEMPERATURE, to_celsius(value, self.scale))]
+
 
 class PmpDriver(EzoDriver):
-    """The dosing pump: its measurement is the total volume dispensed."""
+    """The dosing pump: its measurement is the total volume dispensed, in mL.
+
+    `TV,?` -> `?TV,<ml>` (EZO-PMP datasheet, I2C "Total volume dispensed";
+    ESPHome's ezo_pmp reads the value as the reply's second field).
+    """
 
     kind = "pmp"
     read_command = "TV,?"
@@ -238,6 +391,12 @@ class PmpDriver(EzoDriver):
         return self.timing.command_s
 
     def parse(self, payload: str) -> list[Measurement]:
-        if not payload.upper().startswith("?TV,"):
-            raise DriverError("garbage", f"pmp: unexpected reply to TV,?: {payload!r}")
-        return super().parse(payload[4:])
+        fields = answer(payload, "TV", "pmp TV,?")
+        return super().parse(",".join(fields))
+
+    async def dispensing(self) -> tuple[float, bool]:
+        """`D,?` -> `?D,<last volume requested ml>,<1 while dispensing | 0>`."""
+        fields = answer(await ezo_query(self.device, "D,?", self.timing), "D", "pmp D,?")
+        if len(fields) != 2 or fields[1] not in ("0", "1"):
+            raise DriverError("garbage", f"pmp: unexpected reply to D,?: {fields!r}")
+        return parse_number(fields[0], "pmp dose volume"), fields[1] == "1"
