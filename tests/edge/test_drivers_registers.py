@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from bioreactor_edge.bus import BusNak, BusOwner
-from bioreactor_edge.drivers import ads1115, create_driver, default_identity
+from bioreactor_edge.drivers import ads1115, create_driver, default_identity, identify
 from bioreactor_edge.drivers.ads1115 import identify_ads1115
-from bioreactor_edge.drivers.base import Driver, DriverError, Identity
+from bioreactor_edge.drivers.base import Driver, DriverError, Identity, Timing
 from bioreactor_edge.drivers.sht4x import crc8, identify_sht4x, read_serial, words
 from bioreactor_edge.models import Measurement, Quality
-from tests.edge.scripted_bus import ScriptedBus, ScriptedChip
+from tests.edge.scripted_bus import SYNTAX_ERROR, EzoTranscript, ScriptedBus, ScriptedChip, Step, ok
 
 
 @pytest.fixture
@@ -262,3 +262,25 @@ async def test_ads1115_config_that_does_not_read_back_is_garbage(
         await read(create_driver(owner.device(0x4B), default_identity("ads1115")))
     assert err.value.code == "garbage"
     assert chip.register_writes[-1] == (1, CONFIG_RESET & 0x7FFF)
+
+
+# --- which identification runs where ------------------------------------------------------
+
+
+async def test_register_chips_never_receive_an_ezo_command(
+    owner: BusOwner, bus: ScriptedBus
+) -> None:
+    bus.chips[0x44] = Sht4x({0x89: frame(0x1234, 0x5678)})
+    bus.chips[0x48] = Ads1115()
+    assert await identify(owner.device(0x44)) == Identity("sht4x", "SHT4x", None)
+    assert await identify(owner.device(0x48)) == Identity("ads1115", "ADS1115", None)
+    assert bus.writes(0x44) == [b"\x89"]
+    assert set(bus.writes(0x48)) == {b"\x02", b"\x03"}
+
+
+async def test_an_ezo_circuit_moved_to_a_register_chip_address_is_still_found(
+    owner: BusOwner, bus: ScriptedBus
+) -> None:
+    bus.chips[0x44] = EzoTranscript([Step(b"\x89", [SYNTAX_ERROR]), Step(b"i", [ok("?I,pH,2.16")])])
+    identity = await identify(owner.device(0x44), timing=Timing(command_s=0.001))
+    assert identity == Identity("ph", "EZO-pH", "2.16")

@@ -35,16 +35,19 @@ _MODELS = {**EZO_MODELS, "sht4x": "SHT4x", "ads1115": "ADS1115"}
 
 
 async def identify(device: I2CDevice, *, timing: Timing = DEFAULT_TIMING) -> Identity | None:
-    """What answers at `device`: EZO circuits by `i`, register chips by their ID registers.
+    """What answers at `device`: register chips by reading them, EZO circuits by `i`.
 
-    None means the chip answered but is none of the supported kinds.
+    At the register chips' own addresses they are asked first, so an SHT4x or an
+    ADS1115 never receives an EZO command (an EZO circuit can be moved to any
+    address, so `i` is still tried there). None means the chip answered but is
+    none of the supported kinds.
     """
-    identity = await identify_ezo(device, timing)
-    if identity is None and device.address in sht4x.ADDRESSES:
+    identity = None
+    if device.address in sht4x.ADDRESSES:
         identity = await identify_sht4x(device)
-    if identity is None and device.address in ads1115.ADDRESSES:
+    elif device.address in ads1115.ADDRESSES:
         identity = await identify_ads1115(device)
-    return identity
+    return identity or await identify_ezo(device, timing)
 
 
 def default_identity(kind: str) -> Identity:
