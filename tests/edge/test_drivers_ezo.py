@@ -86,6 +86,7 @@ async def read(driver: Driver, temperature_c: float | None = None) -> list[Measu
         ("?I,RTD,2.01", "rtd", "2.01"),
         ("?I,PMP,1.0", "pmp", "1.0"),
         ("?I,EC,", "ec", None),
+        ("?I,EC,1.0 ", "ec", "1.0"),  # padded, as seen from EC firmware
     ],
 )
 async def test_identification_accepts_every_spelling(
@@ -125,6 +126,11 @@ def test_firmware_versions_compare_by_parts() -> None:
 
 
 # --- reply bytes ----------------------------------------------------------------------
+
+
+async def test_a_glitched_reading_is_read_correctly(owner: BusOwner, bus: ScriptedBus) -> None:
+    circuit(bus, (b"R", [b"\x01" + bytes(c | 0x80 for c in b"9.560") + b"\x00"]))
+    assert await read(driver_for(owner, "ph")) == [Measurement("ph", 9.56)]
 
 
 def test_top_bit_is_cleared_as_atlas_raspberry_pi_code_does() -> None:

@@ -140,7 +140,8 @@ async def identify_ezo(device: I2CDevice, timing: Timing) -> Identity | None:
         if err.code == "timeout":
             raise  # an EZO circuit that stays busy: try again later
         return None
-    parts = reply.split(",")
+    # Stripped: some firmware pads the reply (`?I,EC,1.0 `).
+    parts = [part.strip() for part in reply.split(",")]
     if len(parts) != 3 or parts[0].upper() != "?I":
         return None
     kind = EZO_KINDS.get(parts[1].upper().replace(".", ""))
@@ -172,8 +173,12 @@ class EzoDriver(Driver):
 
     async def start(self, temperature_c: float | None) -> None:
         self._started = False
-        await self.device.write(self.read_command.encode("ascii"))
+        await self.send_read(temperature_c)
         self._started = True
+
+    async def send_read(self, temperature_c: float | None) -> None:
+        """Writes the command that starts a reading."""
+        await self.device.write(self.read_command.encode("ascii"))
 
     @property
     def ready_after_s(self) -> float:
@@ -183,7 +188,11 @@ class EzoDriver(Driver):
         if not self._started:
             raise DriverError("no_data", f"{self.kind}: no measurement was started")
         self._started = False
-        return self.parse(await ezo_reply(self.device, self.timing, length=self.reply_length))
+        return self.parse(await self.read_reply())
+
+    async def read_reply(self) -> str:
+        """The payload answering the reading started by `send_read()`."""
+        return await ezo_reply(self.device, self.timing, length=self.reply_length)
 
     def parse(self, payload: str) -> list[Measurement]:
         fields = payload.split(",")
@@ -216,8 +225,7 @@ class CompensatedEzoDriver(EzoDriver):
         self.rt_supported: bool | None = None  # None until the circuit has answered an RT
         self._pending_rt: str | None = None
 
-    async def start(self, temperature_c: float | None) -> None:
-        self._started = False
+    async def send_read(self, temperature_c: float | None) -> None:
         self._pending_rt = None
         if temperature_c is None:
             await self.device.write(b"R")
@@ -227,15 +235,11 @@ class CompensatedEzoDriver(EzoDriver):
         else:
             self._pending_rt = compensation_text(temperature_c)
             await self.device.write(f"RT,{self._pending_rt}".encode("ascii"))
-        self._started = True
 
-    async def collect(self) -> list[Measurement]:
-        if not self._started:
-            raise DriverError("no_data", f"{self.kind}: no measurement was started")
-        self._started = False
+    async def read_reply(self) -> str:
         rt, self._pending_rt = self._pending_rt, None
         try:
-            payload = await ezo_reply(self.device, self.timing, length=self.reply_length)
+            payload = await super().read_reply()
         except DriverError as err:
             if rt is None or err.code != "syntax_error" or self.rt_supported:
                 raise
@@ -244,11 +248,10 @@ class CompensatedEzoDriver(EzoDriver):
             await ezo_query(self.device, f"T,{rt}", self.timing)
             await self.device.write(b"R")
             await asyncio.sleep(self.timing.read_s)
-            payload = await ezo_reply(self.device, self.timing, length=self.reply_length)
-        else:
-            if rt is not None:
-                self.rt_supported = True
-        return self.parse(payload)
+            return await super().read_reply()
+        if rt is not None:
+            self.rt_supported = True
+        return payload
 
 
 class EzoOutputsDriver(CompensatedEzoDriver):
@@ -298,8 +301,9 @@ class PhDriver(CompensatedEzoDriver):
 
 class DoDriver(EzoOutputsDriver):
     kind = "do"
-    # Reading order mg/L then % saturation; only mg/L is on when new (EZO-DO
-    # datasheet, "Enable/disable parameters").
+    # Reading order mg/L then % saturation (EnviroDIY ModularSensors'
+    # AtlasScientificDO, which enables both, takes mg/L as the first value).
+    # Before setup() asks `O,?`, mg/L alone is assumed.
     outputs = (("mg", DISSOLVED_OXYGEN), ("%", OXYGEN_SATURATION))
 
     @classmethod
