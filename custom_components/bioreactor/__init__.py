@@ -30,6 +30,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -
         entry.data[CONF_PORT],
         entry.data[CONF_TOKEN],
         async_get_clientsession(hass),
+        # Statuses and pages from any other agent at this address are refused.
+        agent_id=entry.unique_id,
     )
     coordinator = BioreactorCoordinator(hass, entry, client)
     await coordinator.async_config_entry_first_refresh()

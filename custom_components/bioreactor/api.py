@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
 T = TypeVar("T")
+
+# Ids that name directories, files and entities (docs/api.md, Identity): agent, reactor,
+# sensor and quantity ids. Anything else from the agent is refused before it is used.
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+EPOCH_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Reading times exactly as docs/api.md specifies them: the archive names day files after
+# the first ten characters and compares times as text.
+READING_TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+# A 429 without a usable Retry-After waits this long; a longer one is capped.
+DEFAULT_RETRY_AFTER = 60.0
+MAX_RETRY_AFTER = 3600.0
 
 
 class BioreactorError(Exception):
@@ -28,11 +41,31 @@ class BioreactorConnectionError(BioreactorError):
 
 
 class BioreactorAuthenticationError(BioreactorError):
-    """The agent refused the token."""
+    """The agent refused the token (HTTP 401 to a request that presented it)."""
+
+
+class BioreactorRateLimitedError(BioreactorError):
+    """The agent refuses requests from this address for a while (HTTP 429).
+
+    Temporary, never an authentication failure: try again after `retry_after` seconds.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"the agent is rate limiting this address; retry in {retry_after:g} s")
+        self.retry_after = retry_after
 
 
 class BioreactorProtocolError(BioreactorError):
     """The agent answered something this client does not understand."""
+
+
+class BioreactorWrongAgentError(BioreactorProtocolError):
+    """Another agent than the expected one answered at this address."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"expected agent {expected}, but agent {actual} answered")
+        self.expected = expected
+        self.actual = actual
 
 
 class BioreactorRequestError(BioreactorError):
@@ -72,7 +105,7 @@ class Sensor:
     model: str
     firmware: str | None
     address: int
-    status: str
+    status: str  # starting | online | error | offline | unknown
     pinned: bool
     last_seen: datetime | None
     consecutive_errors: int
@@ -80,6 +113,7 @@ class Sensor:
     last_error: str | None
     interval_s: float
     quantities: tuple[QuantityValue, ...]
+    error_message: str | None = None  # human-readable reason; older agents omit it
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +137,9 @@ class JournalStatus:
     retention_days: float
     dropped: int
     writable: bool
+    # Readings gone, by cause (budget, retention, disk_full, io_error, shutdown, recovery);
+    # empty from agents that only report the total.
+    dropped_by_cause: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +151,36 @@ class BusStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Problem:
+    """One entry of `problems`: `<code>` agent-wide, or `<code>:<subject>` about one thing."""
+
+    code: str
+    subject: str | None
+
+    def __str__(self) -> str:
+        return self.code if self.subject is None else f"{self.code}:{self.subject}"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryStatus:
+    state: str  # running | idle
+    last_scan: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class AgentStatus:
     info: AgentInfo
     time: datetime
     uptime_s: float
     health: str
-    problems: tuple[str, ...]
+    problems: tuple[Problem, ...]
     reactors: tuple[Reactor, ...]
     journal: JournalStatus
     buses: tuple[BusStatus, ...]
+    discovery: DiscoveryStatus | None  # None from agents older than the field
+
+    def has_problem(self, code: str) -> bool:
+        return any(p.code == code for p in self.problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +207,10 @@ class ReadingsPage:
 # -- strict parsing ------------------------------------------------------------
 
 
+def valid_id(text: str) -> bool:
+    return ID_PATTERN.fullmatch(text) is not None
+
+
 class _Fields:
     """Typed access to one JSON object; errors name the field's path."""
 
@@ -157,6 +219,9 @@ class _Fields:
             raise BioreactorProtocolError(f"{path or 'answer'}: expected an object")
         self._data = data
         self._path = path
+
+    def has(self, key: str) -> bool:
+        return key in self._data
 
     def _get(self, key: str) -> Any:
         if key not in self._data:
@@ -177,6 +242,19 @@ class _Fields:
 
     def opt_string(self, key: str) -> str | None:
         return None if self._get(key) is None else self.string(key)
+
+    def ident(self, key: str) -> str:
+        """An id that may name a file: lowercase letters, digits, `-`, `_`; 64 at most."""
+        value = self.string(key)
+        if not valid_id(value):
+            raise self._bad(key, f"an id matching {ID_PATTERN.pattern}, not {value[:80]!r}")
+        return value
+
+    def epoch(self, key: str) -> str:
+        value = self.string(key)
+        if EPOCH_PATTERN.fullmatch(value) is None:
+            raise self._bad(key, f"an epoch matching {EPOCH_PATTERN.pattern}, not {value[:80]!r}")
+        return value
 
     def integer(self, key: str) -> int:
         value = self._get(key)
@@ -221,6 +299,16 @@ class _Fields:
             raise self._bad(key, "a list")
         return tuple(parse(item, f"{self._where(key)}[{i}]") for i, item in enumerate(value))
 
+    def counts(self, key: str) -> dict[str, int]:
+        """An object of non-negative integer counts."""
+        counts = self.obj(key)
+        for name in counts._data:
+            if not isinstance(name, str) or not valid_id(name):
+                raise self._bad(key, f"counts named by ids, not {str(name)[:80]!r}")
+            if counts.integer(name) < 0:
+                raise counts._bad(name, "a count (not negative)")
+        return dict(counts._data)
+
     def obj(self, key: str) -> _Fields:
         return _Fields(self._get(key), self._where(key))
 
@@ -228,7 +316,7 @@ class _Fields:
 def parse_info(data: Any, path: str = "") -> AgentInfo:
     f = _Fields(data, path)
     return AgentInfo(
-        f.string("agent_id"),
+        f.ident("agent_id"),
         f.string("name"),
         f.string("firmware_version"),
         f.integer("api_version"),
@@ -238,7 +326,7 @@ def parse_info(data: Any, path: str = "") -> AgentInfo:
 def _quantity(data: Any, path: str) -> QuantityValue:
     f = _Fields(data, path)
     return QuantityValue(
-        f.string("key"),
+        f.ident("key"),
         f.string("unit"),
         f.number("resolution"),
         f.opt_number("value"),
@@ -250,7 +338,7 @@ def _quantity(data: Any, path: str) -> QuantityValue:
 def _sensor(data: Any, path: str) -> Sensor:
     f = _Fields(data, path)
     return Sensor(
-        id=f.string("id"),
+        id=f.ident("id"),
         kind=f.string("kind"),
         model=f.string("model"),
         firmware=f.opt_string("firmware"),
@@ -263,13 +351,14 @@ def _sensor(data: Any, path: str) -> Sensor:
         last_error=f.opt_string("last_error"),
         interval_s=f.number("interval_s"),
         quantities=f.items("quantities", _quantity),
+        error_message=f.opt_string("error_message") if f.has("error_message") else None,
     )
 
 
 def _reactor(data: Any, path: str) -> Reactor:
     f = _Fields(data, path)
     return Reactor(
-        f.string("id"),
+        f.ident("id"),
         f.string("name"),
         f.integer("bus"),
         f.opt_integer("mux_address"),
@@ -288,10 +377,20 @@ def _bus(data: Any, path: str) -> BusStatus:
     )
 
 
-def _problem(data: Any, path: str) -> str:
+def _problem(data: Any, path: str) -> Problem:
     if not isinstance(data, str):
         raise BioreactorProtocolError(f"{path}: expected a string")
-    return data
+    code, separator, subject = data.partition(":")
+    if not valid_id(code) or (separator and not subject):
+        raise BioreactorProtocolError(f"{path}: expected <code> or <code>:<subject>, not {data!r}")
+    return Problem(code, subject if separator else None)
+
+
+def _discovery(f: _Fields) -> DiscoveryStatus | None:
+    if not f.has("discovery"):
+        return None
+    d = f.obj("discovery")
+    return DiscoveryStatus(d.string("state"), d.opt_time("last_scan"))
 
 
 def parse_reactors(data: Any) -> tuple[Reactor, ...]:
@@ -309,7 +408,7 @@ def parse_status(data: Any) -> AgentStatus:
         problems=f.items("problems", _problem),
         reactors=f.items("reactors", _reactor),
         journal=JournalStatus(
-            j.string("epoch"),
+            j.epoch("epoch"),
             j.integer("newest_seq"),
             j.integer("acked_seq"),
             j.integer("pending"),
@@ -318,13 +417,26 @@ def parse_status(data: Any) -> AgentStatus:
             j.number("retention_days"),
             j.integer("dropped"),
             j.boolean("writable"),
+            j.counts("dropped_by_cause") if j.has("dropped_by_cause") else {},
         ),
         buses=f.items("buses", _bus),
+        discovery=_discovery(f),
     )
 
 
-def _reading(data: Any, path: str) -> Reading:
-    # The hot path of a backlog drain: direct indexing, strict types.
+def _valid_time(text: str) -> bool:
+    if READING_TIME_PATTERN.fullmatch(text) is None:
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:  # e.g. month 13: the pattern only checks the shape
+        return False
+    return True
+
+
+def _reading(data: Any, path: str, ids: set[str], times: set[str]) -> Reading:
+    # The hot path of a backlog drain: direct indexing, strict types. A page repeats few
+    # distinct ids and times, so each is validated once (remembered in `ids`, `times`).
     try:
         seq, time, reactor, sensor = data["seq"], data["time"], data["reactor"], data["sensor"]
         quantity, value, unit, quality = (
@@ -341,6 +453,19 @@ def _reading(data: Any, path: str) -> Reading:
         or not all(type(x) is str for x in (time, reactor, sensor, quantity, unit, quality))
     ):
         raise BioreactorProtocolError(f"{path}: a field has the wrong type")
+    for name in (reactor, sensor, quantity):
+        if name not in ids:
+            if not valid_id(name):
+                raise BioreactorProtocolError(
+                    f"{path}: {name[:80]!r} is not an id matching {ID_PATTERN.pattern}"
+                )
+            ids.add(name)
+    if time not in times:
+        if not _valid_time(time):
+            raise BioreactorProtocolError(
+                f"{path}: time {time[:80]!r} is not YYYY-MM-DDTHH:MM:SS.mmmZ"
+            )
+        times.add(time)
     return Reading(seq, time, reactor, sensor, quantity, float(value), unit, quality)
 
 
@@ -351,12 +476,14 @@ def parse_readings(body: bytes) -> ReadingsPage:
     except (ValueError, UnicodeDecodeError):
         raise BioreactorProtocolError("readings: the answer is not JSON") from None
     f = _Fields(data, "")
+    ids: set[str] = set()
+    times: set[str] = set()
     page = ReadingsPage(
-        f.string("agent_id"),
-        f.string("epoch"),
+        f.ident("agent_id"),
+        f.epoch("epoch"),
         f.integer("newest_seq"),
         f.boolean("more"),
-        f.items("readings", _reading),
+        f.items("readings", lambda item, path: _reading(item, path, ids, times)),
     )
     previous = 0
     for reading in page.readings:
@@ -370,7 +497,13 @@ def parse_readings(body: bytes) -> ReadingsPage:
 
 
 class BioreactorClient:
-    """One edge agent. The aiohttp session is injected and never closed here."""
+    """One edge agent. The aiohttp session is injected and never closed here.
+
+    With `agent_id` set, every status and readings page must come from that agent
+    (BioreactorWrongAgentError otherwise): an address can change hands on a lab network.
+    The token is never sent with /info, which is public: probing an unknown host with
+    `info()` does not hand it the token.
+    """
 
     def __init__(
         self,
@@ -379,19 +512,24 @@ class BioreactorClient:
         token: str | None,
         session: aiohttp.ClientSession,
         *,
+        agent_id: str | None = None,
         request_timeout: float = 10.0,
     ) -> None:
         self.host = host
         self.port = port
+        self.agent_id = agent_id
         self._token = token
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         bracketed = f"[{host}]" if ":" in host else host
         self._base = f"http://{bracketed}:{port}/api/v1"
 
-    async def _request(self, method: str, path: str, body: Any = None, **params: int) -> bytes:
+    async def _request(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True, **params: int
+    ) -> bytes:
         headers = {"Accept": "application/json"}
-        if self._token is not None:
+        presented = auth and self._token is not None
+        if presented:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             async with self._session.request(
@@ -404,14 +542,15 @@ class BioreactorClient:
             ) as response:
                 raw = await response.read()
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise BioreactorConnectionError(
                 f"cannot reach the agent at {self.host}:{self.port}: {err or type(err).__name__}"
             ) from err
-        if status in (401, 403):
+        if status == 401 and presented:
             raise BioreactorAuthenticationError("the agent refused the token")
         if status == 429:
-            raise BioreactorAuthenticationError("the agent is rate limiting failed logins")
+            raise BioreactorRateLimitedError(parse_retry_after(retry_after))
         if 400 <= status < 500:
             code, message = _error_of(raw)
             raise BioreactorRequestError(status, code, message)
@@ -419,23 +558,32 @@ class BioreactorClient:
             raise BioreactorConnectionError(f"the agent answered HTTP {status}")
         return raw
 
-    async def _json(self, method: str, path: str, body: Any = None) -> Any:
-        raw = await self._request(method, path, body)
+    async def _json(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        raw = await self._request(method, path, body, auth=auth)
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise BioreactorProtocolError(f"{path}: the answer is not JSON") from None
 
+    def _check_agent(self, agent_id: str) -> None:
+        if self.agent_id is not None and agent_id != self.agent_id:
+            raise BioreactorWrongAgentError(self.agent_id, agent_id)
+
     async def info(self) -> AgentInfo:
-        return parse_info(await self._json("GET", "/info"))
+        """The agent's public identity; sent without the token."""
+        return parse_info(await self._json("GET", "/info", auth=False))
 
     async def status(self) -> AgentStatus:
-        return parse_status(await self._json("GET", "/status"))
+        status = parse_status(await self._json("GET", "/status"))
+        self._check_agent(status.info.agent_id)
+        return status
 
     async def readings(self, after: int, limit: int = 10_000) -> ReadingsPage:
         raw = await self._request("GET", "/readings", after=after, limit=limit)
         # Pages of 10,000 readings are parsed off the event loop.
-        return await asyncio.get_running_loop().run_in_executor(None, parse_readings, raw)
+        page = await asyncio.get_running_loop().run_in_executor(None, parse_readings, raw)
+        self._check_agent(page.agent_id)
+        return page
 
     async def ack(self, epoch: str, seq: int) -> int:
         data = _Fields(await self._json("POST", "/ack", {"epoch": epoch, "seq": seq}), "")
@@ -446,6 +594,24 @@ class BioreactorClient:
 
     async def forget_sensor(self, sensor_id: str) -> None:
         await self._json("DELETE", "/sensors/" + quote(sensor_id, safe=""))
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date, RFC 9110)."""
+    if value is None:
+        return DEFAULT_RETRY_AFTER
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return DEFAULT_RETRY_AFTER
+        if when.tzinfo is None:
+            return DEFAULT_RETRY_AFTER
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 1.0), MAX_RETRY_AFTER)
 
 
 def _error_of(raw: bytes) -> tuple[str, str]:

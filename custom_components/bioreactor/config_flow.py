@@ -8,6 +8,7 @@ from typing import Any
 
 import probatio as vol
 from homeassistant.config_entries import (
+    SOURCE_IGNORE,
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
@@ -24,8 +25,10 @@ from .api import (
     BioreactorClient,
     BioreactorConnectionError,
     BioreactorError,
+    BioreactorRateLimitedError,
+    valid_id,
 )
-from .const import CONF_RESOLUTIONS, DEFAULT_PORT, DEFAULT_RESOLUTIONS, DOMAIN
+from .const import CONF_RESOLUTIONS, DEFAULT_PORT, DEFAULT_RESOLUTIONS, DOMAIN, LOGGER
 
 TOKEN_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): str})
 
@@ -53,20 +56,48 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         self._name = ""
 
     async def _validate(
-        self, host: str, port: int, token: str
+        self, host: str, port: int, token: str, expected_agent: str | None = None
     ) -> tuple[AgentInfo | None, dict[str, str]]:
-        client = BioreactorClient(host, port, token, async_get_clientsession(self.hass))
+        """The agent at host:port, once the token works there.
+
+        /info is public and asked without the token; /status then proves the token, and
+        only from the agent /info named. When /info names another agent than
+        `expected_agent`, its info comes back unproven and the token is not sent: the
+        caller refuses that agent.
+        """
+        session = async_get_clientsession(self.hass)
         try:
-            info = await client.info()
-            # /info is public: /status proves the token.
-            await client.status()
+            info = await BioreactorClient(host, port, None, session).info()
+            if expected_agent is not None and info.agent_id != expected_agent:
+                return info, {}
+            await BioreactorClient(host, port, token, session, agent_id=info.agent_id).status()
         except BioreactorAuthenticationError:
             return None, {"base": "invalid_auth"}
+        except BioreactorRateLimitedError:
+            return None, {"base": "rate_limited"}
         except BioreactorConnectionError:
             return None, {"base": "cannot_connect"}
         except BioreactorError:
             return None, {"base": "not_an_agent"}
         return info, {}
+
+    async def _proves_to_be(self, entry: ConfigEntry) -> bool:
+        """Whether the discovered address answers as `entry`'s agent and takes its token."""
+        info, errors = await self._validate(
+            self._host, self._port, entry.data[CONF_TOKEN], expected_agent=entry.unique_id
+        )
+        if info is not None and info.agent_id == entry.unique_id:
+            return True
+        LOGGER.warning(
+            "%s was announced at %s:%s, but that address %s; its address stays %s:%s",
+            entry.title,
+            self._host,
+            self._port,
+            f"answers as agent {info.agent_id}" if info else f"failed: {errors['base']}",
+            entry.data[CONF_HOST],
+            entry.data[CONF_PORT],
+        )
+        return False
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
@@ -87,12 +118,28 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:
         agent_id = discovery_info.properties.get("agent_id")
-        if not agent_id or discovery_info.properties.get("api_version") != "1":
+        if (
+            not agent_id
+            or not valid_id(agent_id)
+            or discovery_info.properties.get("api_version") != "1"
+        ):
             return self.async_abort(reason="not_an_agent")
         self._host, self._port = discovery_info.host, discovery_info.port or DEFAULT_PORT
         await self.async_set_unique_id(agent_id)
-        # A known agent at a new address: update it and reload the entry.
-        self._abort_if_unique_id_configured(updates={CONF_HOST: self._host, CONF_PORT: self._port})
+        entry = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, agent_id)
+        if (
+            entry is not None
+            and entry.source != SOURCE_IGNORE
+            and (entry.data[CONF_HOST], entry.data[CONF_PORT]) != (self._host, self._port)
+        ):
+            # Anyone can announce any agent id: the entry (and its token) moves to the
+            # new address only once that address proves to be the same agent.
+            if not await self._proves_to_be(entry):
+                return self.async_abort(reason="host_not_verified")
+            self._abort_if_unique_id_configured(
+                updates={CONF_HOST: self._host, CONF_PORT: self._port}
+            )
+        self._abort_if_unique_id_configured()
         self._name = discovery_info.properties.get("name") or agent_id
         self.context["title_placeholders"] = {"name": self._name}
         return await self.async_step_zeroconf_confirm()
@@ -129,7 +176,10 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             info, errors = await self._validate(
-                entry.data[CONF_HOST], entry.data[CONF_PORT], user_input[CONF_TOKEN]
+                entry.data[CONF_HOST],
+                entry.data[CONF_PORT],
+                user_input[CONF_TOKEN],
+                expected_agent=entry.unique_id,
             )
             if info is not None:
                 await self.async_set_unique_id(info.agent_id)
@@ -151,7 +201,9 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             host, port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
-            info, errors = await self._validate(host, port, user_input[CONF_TOKEN])
+            info, errors = await self._validate(
+                host, port, user_input[CONF_TOKEN], expected_agent=entry.unique_id
+            )
             if info is not None:
                 await self.async_set_unique_id(info.agent_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_agent")

@@ -9,6 +9,7 @@ backlog) become hourly long-term statistics.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ from .api import (
     BioreactorAuthenticationError,
     BioreactorClient,
     BioreactorError,
+    BioreactorRateLimitedError,
+    BioreactorWrongAgentError,
     Reading,
 )
 from .backfill import HourlyBackfill
@@ -92,10 +95,22 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         try:
             status = await self.client.status()
         except BioreactorAuthenticationError as err:
+            # Only a 401 to the token we presented: the token itself is wrong.
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from err
+        except BioreactorRateLimitedError as err:
+            # The agent limits HA's address (failed logins from anything behind it):
+            # temporary, so the entry stays loaded and polls again when the agent says.
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="rate_limited",
+                translation_placeholders={"seconds": f"{err.retry_after:g}"},
+                retry_after=err.retry_after,
+            ) from err
         except BioreactorError as err:
+            if isinstance(err, BioreactorWrongAgentError):
+                self._issue("wrong_agent", True, {"host": self.client.host, "other": err.actual})
             # Back off: double the interval up to MAX_BACKOFF while the agent is down.
             current = self.update_interval or SCAN_INTERVAL
             self.update_interval = min(current * 2, MAX_BACKOFF)
@@ -105,6 +120,7 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
                 translation_placeholders={"error": str(err)},
             ) from err
         self.update_interval = SCAN_INTERVAL
+        self._issue("wrong_agent", False, {})
         self._update_repairs(status)
         if self._delivering:
             self._start_drain()
@@ -178,31 +194,60 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
 
     def _update_repairs(self, status: AgentStatus) -> None:
         now = dt_util.utcnow()
+        journal = status.journal
         self._issue(
             "journal_dropping",
-            status.journal.dropped > 0 or "journal_dropping" in status.problems,
-            {"dropped": str(status.journal.dropped)},
+            journal.dropped > 0 or status.has_problem("journal_dropping"),
+            {"dropped": str(journal.dropped), "causes": _causes(journal.dropped_by_cause)},
         )
+        self._update_new_epoch_issue(status)
+        self._issue("clock_unsynced", status.has_problem("clock_unsynced"), {})
         skew = abs(status.time - now)
         self._issue(
             "clock_skew",
             skew > CLOCK_SKEW_LIMIT,
             {"seconds": str(round(skew.total_seconds()))},
         )
-        in_error = {s.id for r in status.reactors for s in r.sensors if s.status == "error"}
+        in_error = {s.id: s for r in status.reactors for s in r.sensors if s.status == "error"}
         for sensor_id in list(self._error_since):
             if sensor_id not in in_error:
                 del self._error_since[sensor_id]
                 self._issue(f"sensor_error_{sensor_id}", False, {})
-        for sensor_id in in_error:
+        for sensor_id, sensor in in_error.items():
             since = self._error_since.setdefault(sensor_id, now)
             if now - since >= SENSOR_ERROR_REPAIR_AFTER:
                 self._issue(
                     f"sensor_error_{sensor_id}",
                     True,
-                    {"sensor": sensor_id},
+                    {
+                        "sensor": sensor_id,
+                        "error": sensor.error_message or sensor.last_error or "?",
+                    },
                     translation_key="sensor_error",
                 )
+
+    def _update_new_epoch_issue(self, status: AgentStatus) -> None:
+        """One issue per epoch the agent started after losing readings.
+
+        It outlives the agent's report of the problem and HA restarts (the loss is a fact
+        the user should see; ignoring it is remembered per epoch) and goes once the agent
+        has moved on to another epoch.
+        """
+        epoch = status.journal.epoch
+        prefix = f"{self.agent_id}_journal_new_epoch_"
+        registry = ir.async_get(self.hass)
+        for domain, issue_id in list(registry.issues):
+            if domain == DOMAIN and issue_id.startswith(prefix) and issue_id != prefix + epoch:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        if status.has_problem("journal_new_epoch"):
+            lost = status.journal.dropped_by_cause.get("recovery")
+            self._issue(
+                f"journal_new_epoch_{epoch}",
+                True,
+                {"lost": "?" if lost is None else str(lost), "epoch": epoch},
+                translation_key="journal_new_epoch",
+                persistent=True,
+            )
 
     def _issue(
         self,
@@ -211,6 +256,7 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         placeholders: dict[str, str],
         *,
         translation_key: str | None = None,
+        persistent: bool = False,
     ) -> None:
         issue_id = f"{self.agent_id}_{issue}"
         if not active:
@@ -221,7 +267,14 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
             DOMAIN,
             issue_id,
             is_fixable=False,
+            is_persistent=persistent,
             severity=ir.IssueSeverity.WARNING,
             translation_key=translation_key or issue,
             translation_placeholders={"agent": self.config_entry.title, **placeholders},
         )
+
+
+def _causes(dropped_by_cause: Mapping[str, int]) -> str:
+    """`budget 12, disk_full 3`, largest first; `?` from agents that report only the total."""
+    counted = sorted(dropped_by_cause.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{cause} {count}" for cause, count in counted if count) or "?"

@@ -1,11 +1,15 @@
-"""The HA-free API client against a real aiohttp server on loopback: strict parsing and
-every error class."""
+"""The HA-free API client against a real aiohttp server on loopback and against the real
+agent: strict parsing, validation of everything that names a file, and every error class."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,21 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from custom_components.bioreactor.api import (
+    DEFAULT_RETRY_AFTER,
+    MAX_RETRY_AFTER,
     BioreactorAuthenticationError,
     BioreactorClient,
     BioreactorConnectionError,
+    BioreactorError,
     BioreactorProtocolError,
+    BioreactorRateLimitedError,
     BioreactorRequestError,
+    BioreactorWrongAgentError,
+    DiscoveryStatus,
+    Problem,
+    parse_retry_after,
 )
+from tests.support.agent_process import AgentProcess
 
 from .conftest import FIXTURES
 
@@ -33,7 +46,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Any]]:
     servers: list[TestServer] = []
     sessions: list[aiohttp.ClientSession] = []
 
-    async def start(handler: Handler) -> BioreactorClient:
+    async def start(handler: Handler, agent_id: str | None = None) -> BioreactorClient:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handler)
         server = TestServer(app, host="127.0.0.1")
@@ -41,7 +54,9 @@ async def serve() -> AsyncIterator[Callable[[Handler], Any]]:
         servers.append(server)
         session = aiohttp.ClientSession()
         sessions.append(session)
-        return BioreactorClient("127.0.0.1", server.port or 0, "secret", session, request_timeout=2)
+        return BioreactorClient(
+            "127.0.0.1", server.port or 0, "secret", session, agent_id=agent_id, request_timeout=2
+        )
 
     yield start
     for session in sessions:
@@ -50,22 +65,69 @@ async def serve() -> AsyncIterator[Callable[[Handler], Any]]:
         await server.close()
 
 
-def answer(body: Any, status: int = 200) -> Handler:
+def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        assert request.headers["Authorization"] == "Bearer secret"
+        # /info is public: the token is never sent there.
+        expected = None if request.path.endswith("/info") else "Bearer secret"
+        assert request.headers.get("Authorization") == expected
         text = body if isinstance(body, str) else json.dumps(body)
-        return web.Response(text=text, status=status, content_type="application/json")
+        return web.Response(
+            text=text, status=status, content_type="application/json", headers=headers
+        )
 
     return handler
 
 
+def status_fixture() -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads((FIXTURES / "status.json").read_text())
+    return payload
+
+
+READING = {"seq": 2, "time": "2026-11-25T03:00:00.000Z", "reactor": "bus1", "sensor": "bus1-ph-63",
+           "quantity": "ph", "value": 7, "unit": "pH", "quality": "good"}  # fmt: skip
+PAGE = {"agent_id": "a1", "epoch": "e1", "newest_seq": 3, "more": False}
+
+
 async def test_status_is_parsed_into_typed_models(serve: Any) -> None:
-    payload = json.loads((FIXTURES / "status.json").read_text())
+    payload = status_fixture()
     client = await serve(answer(payload))
     status = await client.status()
     assert status.info.agent_id == payload["agent_id"]
     assert status.reactors[0].sensors[0].quantities[0].time is not None
     assert status.journal.epoch == payload["journal"]["epoch"]
+
+
+async def test_status_fields_of_older_agents_are_optional(serve: Any) -> None:
+    """The recorded fixture predates dropped_by_cause, discovery and error_message."""
+    payload = status_fixture()
+    assert "discovery" not in payload
+    status = await (await serve(answer(payload))).status()
+    assert status.journal.dropped_by_cause == {}
+    assert status.discovery is None
+    assert status.reactors[0].sensors[0].error_message is None
+
+
+async def test_new_status_fields_are_parsed(serve: Any) -> None:
+    payload = status_fixture()
+    payload["problems"] = ["journal_new_epoch", "sensor_error:bus1-ph-63", "clock_unsynced"]
+    payload["journal"]["dropped"] = 15
+    payload["journal"]["dropped_by_cause"] = {"budget": 12, "recovery": 3}
+    payload["discovery"] = {"state": "running", "last_scan": None}
+    sensor = payload["reactors"][0]["sensors"][0]
+    sensor.update(status="starting", last_error="nak", error_message="no answer at 0x44")
+    status = await (await serve(answer(payload))).status()
+    assert status.problems == (
+        Problem("journal_new_epoch", None),
+        Problem("sensor_error", "bus1-ph-63"),
+        Problem("clock_unsynced", None),
+    )
+    assert [str(p) for p in status.problems] == payload["problems"]
+    assert status.has_problem("clock_unsynced")
+    assert not status.has_problem("journal_dropping")
+    assert status.journal.dropped_by_cause == {"budget": 12, "recovery": 3}
+    assert status.discovery == DiscoveryStatus("running", None)
+    parsed = status.reactors[0].sensors[0]
+    assert (parsed.status, parsed.error_message) == ("starting", "no answer at 0x44")
 
 
 @pytest.mark.parametrize(
@@ -79,12 +141,47 @@ async def test_status_is_parsed_into_typed_models(serve: Any) -> None:
         (lambda p: p.update(problems=[1]), "problems[0]: expected a string"),
         (lambda p: p.update(reactors={}), "reactors: expected a list"),
         (lambda p: p["journal"].update(writable="yes"), "journal.writable: expected true or false"),
+        # Ids name directories, files and entities: nothing outside the documented pattern.
+        (lambda p: p.update(agent_id="../../etc"), "agent_id: expected an id matching"),
+        (lambda p: p["reactors"][0].update(id="../x"), "reactors[0].id: expected an id"),
+        (lambda p: p["reactors"][0].update(id="Bus1"), "reactors[0].id: expected an id"),
+        (lambda p: p["reactors"][0].update(id=""), "reactors[0].id: expected an id"),
+        (lambda p: p["reactors"][0].update(id="r" * 65), "reactors[0].id: expected an id"),
+        (
+            lambda p: p["reactors"][0]["sensors"][1].update(id="bus1/ph"),
+            "reactors[0].sensors[1].id: expected an id matching",
+        ),
+        (
+            lambda p: p["reactors"][0]["sensors"][0]["quantities"][0].update(key="a b"),
+            "reactors[0].sensors[0].quantities[0].key: expected an id",
+        ),
+        (lambda p: p["journal"].update(epoch="e/1"), "journal.epoch: expected an epoch"),
+        (
+            lambda p: p["reactors"][0]["sensors"][0].update(last_seen="2026-11-25 03:00"),
+            "reactors[0].sensors[0].last_seen: expected a time with a time zone",
+        ),
+        (lambda p: p.update(problems=["sensor_error:"]), "problems[0]: expected <code>"),
+        (lambda p: p.update(problems=["Bad Code"]), "problems[0]: expected <code>"),
+        (
+            lambda p: p["journal"].update(dropped_by_cause={"budget": -1}),
+            "journal.dropped_by_cause.budget: expected a count",
+        ),
+        (
+            lambda p: p["journal"].update(dropped_by_cause={"budget": 1.5}),
+            "journal.dropped_by_cause.budget: expected an integer",
+        ),
+        (lambda p: p["journal"].update(dropped_by_cause=[]), "dropped_by_cause: expected an obj"),
+        (lambda p: p.update(discovery={"state": 1}), "discovery.state: expected a string"),
+        (
+            lambda p: p["reactors"][0]["sensors"][0].update(error_message=5),
+            "reactors[0].sensors[0].error_message: expected a string",
+        ),
     ],
 )
 async def test_malformed_status_names_the_field(
     serve: Any, mutate: Callable[[dict[str, Any]], Any], message: str
 ) -> None:
-    payload = json.loads((FIXTURES / "status.json").read_text())
+    payload = status_fixture()
     mutate(payload)
     client = await serve(answer(payload))
     with pytest.raises(BioreactorProtocolError, match=re.escape(message)):
@@ -95,8 +192,9 @@ async def test_malformed_status_names_the_field(
     ("status", "error"),
     [
         (401, BioreactorAuthenticationError),
-        (403, BioreactorAuthenticationError),
-        (429, BioreactorAuthenticationError),
+        # Only a 401 to the token we presented means the token is wrong.
+        (403, BioreactorRequestError),
+        (429, BioreactorRateLimitedError),
         (500, BioreactorConnectionError),
     ],
 )
@@ -105,7 +203,73 @@ async def test_http_errors_map_to_exceptions(
 ) -> None:
     client = await serve(answer({"error": "x", "message": "y"}, status))
     with pytest.raises(error):
+        await client.status()
+
+
+async def test_401_without_a_token_is_not_an_authentication_failure(serve: Any) -> None:
+    """/info goes without the token: a 401 there is a host that is not an agent."""
+    client = await serve(answer({"error": "unauthorized", "message": "who"}, 401))
+    with pytest.raises(BioreactorRequestError) as caught:
         await client.info()
+    assert not isinstance(caught.value, BioreactorAuthenticationError)
+    assert caught.value.status == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("30", 30.0),
+        (" 7 ", 7.0),
+        ("0", 1.0),  # never a busy loop
+        ("999999", MAX_RETRY_AFTER),
+        (None, DEFAULT_RETRY_AFTER),
+        ("soon", DEFAULT_RETRY_AFTER),
+        ("-5", DEFAULT_RETRY_AFTER),
+    ],
+)
+async def test_429_is_temporary_and_carries_retry_after(
+    serve: Any, header: str | None, expected: float
+) -> None:
+    headers = None if header is None else {"Retry-After": header}
+    body = {"error": "rate_limited", "message": "too many failed authentications"}
+    client = await serve(answer(body, 429, headers))
+    with pytest.raises(BioreactorRateLimitedError) as caught:
+        await client.status()
+    assert not isinstance(caught.value, BioreactorAuthenticationError)
+    assert caught.value.retry_after == expected
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90
+    assert parse_retry_after(format_datetime(now - timedelta(hours=1), usegmt=True), now) == 1
+
+
+async def test_info_never_carries_the_token(serve: Any) -> None:
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response(status_fixture())
+
+    client = await serve(handler)
+    await client.info()
+    await client.status()
+    assert seen == [None, "Bearer secret"]
+
+
+async def test_answers_from_another_agent_are_refused(serve: Any) -> None:
+    """A client bound to an agent refuses statuses and pages of any other agent."""
+    payload = status_fixture()
+    client = await serve(answer(payload), agent_id="0123456789abcdef")
+    with pytest.raises(BioreactorWrongAgentError) as caught:
+        await client.status()
+    assert (caught.value.expected, caught.value.actual) == ("0123456789abcdef", payload["agent_id"])
+    client = await serve(answer({**PAGE, "readings": [READING]}), agent_id="0123456789abcdef")
+    with pytest.raises(BioreactorWrongAgentError, match="agent a1 answered"):
+        await client.readings(0)
+    client = await serve(answer({**PAGE, "readings": [READING]}), agent_id="a1")
+    assert (await client.readings(0)).agent_id == "a1"
 
 
 async def test_refused_request_carries_the_agent_error_code(serve: Any) -> None:
@@ -128,10 +292,8 @@ async def test_non_json_answers_are_protocol_errors(serve: Any) -> None:
 
 
 async def test_readings_must_be_complete_and_increasing(serve: Any) -> None:
-    good = {"seq": 2, "time": "2026-11-25T03:00:00.000Z", "reactor": "bus1", "sensor": "s",
-            "quantity": "ph", "value": 7, "unit": "pH", "quality": "good"}  # fmt: skip
-    page = {"agent_id": "a", "epoch": "e", "newest_seq": 3, "more": False}
-    client = await serve(answer({**page, "readings": [good, {**good, "seq": 3}]}))
+    good = READING
+    client = await serve(answer({**PAGE, "readings": [good, {**good, "seq": 3}]}))
     parsed = await client.readings(0)
     assert [r.seq for r in parsed.readings] == [2, 3]
     assert parsed.readings[0].value == 7.0
@@ -140,9 +302,44 @@ async def test_readings_must_be_complete_and_increasing(serve: Any) -> None:
         ([{**good, "value": "7"}], "wrong type"),
         ([{"seq": 1}], "not a complete reading"),
     ):
-        client = await serve(answer({**page, "readings": readings}))
+        client = await serve(answer({**PAGE, "readings": readings}))
         with pytest.raises(BioreactorProtocolError, match=message):
             await client.readings(0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("reactor", "../../www", r"readings\[1\]: '../../www' is not an id"),
+        ("reactor", "bus1\n", "is not an id"),
+        ("sensor", "Bus1-ph-63", "is not an id"),
+        ("quantity", "", "is not an id"),
+        ("time", "2026-11-25T03:00:00.000+01:00", "is not YYYY-MM-DDTHH:MM:SS.mmmZ"),
+        ("time", "2026-11-25T03:00:00Z", "is not YYYY-MM-DDTHH:MM:SS.mmmZ"),
+        ("time", "2026-13-25T03:00:00.000Z", "is not YYYY-MM-DDTHH:MM:SS.mmmZ"),
+        ("time", "../../2026-11-25T03:00:00.000Z", "is not YYYY-MM-DDTHH:MM:SS.mmmZ"),
+    ],
+)
+async def test_readings_that_would_name_a_bad_file_are_refused(
+    serve: Any, field: str, value: str, message: str
+) -> None:
+    # The first reading is valid: a page is checked entirely, not only its first reading.
+    readings = [READING, {**READING, "seq": 3, field: value}]
+    client = await serve(answer({**PAGE, "readings": readings}))
+    with pytest.raises(BioreactorProtocolError, match=message):
+        await client.readings(0)
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [({"agent_id": "A/1"}, "agent_id: expected an id"), ({"epoch": "e 1"}, "epoch: expected an")],
+)
+async def test_pages_with_a_bad_agent_or_epoch_are_refused(
+    serve: Any, page: dict[str, str], message: str
+) -> None:
+    client = await serve(answer({**PAGE, **page, "readings": [READING]}))
+    with pytest.raises(BioreactorProtocolError, match=message):
+        await client.readings(0)
 
 
 async def test_ack_scan_and_forget(serve: Any) -> None:
@@ -169,3 +366,62 @@ async def test_unreachable_agent_is_a_connection_error(tmp_path: Path) -> None:
         client = BioreactorClient("127.0.0.1", 1, "secret", session, request_timeout=2)
         with pytest.raises(BioreactorConnectionError, match="cannot reach the agent"):
             await client.info()
+
+
+# -- the real agent ------------------------------------------------------------------
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
+    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
+    process = AgentProcess(python, tmp_path / "agent", rate_hz=5.0, sensors=4)
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+async def test_real_agent_answers_validate_and_name_their_agent(agent: AgentProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        anonymous = BioreactorClient("127.0.0.1", agent.port, None, session)
+        info = await anonymous.info()
+        client = BioreactorClient(
+            "127.0.0.1", agent.port, agent.token, session, agent_id=info.agent_id
+        )
+        status = await client.status()
+        page = await client.readings(0, limit=50)
+        for _ in range(100):
+            if page.readings:
+                break
+            await asyncio.sleep(0.1)
+            page = await client.readings(0, limit=50)
+        assert status.info.agent_id == page.agent_id == info.agent_id
+        assert page.readings, "the simulated agent journals readings within seconds"
+        other = BioreactorClient(
+            "127.0.0.1", agent.port, agent.token, session, agent_id="0000000000000000"
+        )
+        with pytest.raises(BioreactorWrongAgentError):
+            await other.status()
+        with pytest.raises(BioreactorWrongAgentError):
+            await other.readings(0, limit=1)
+
+
+async def test_real_agent_rate_limit_is_a_temporary_error(agent: AgentProcess) -> None:
+    """Failed logins from this address make the agent answer 429 with Retry-After: the
+    client reports it as temporary, never as a refused token."""
+    async with aiohttp.ClientSession() as session:
+        wrong = BioreactorClient("127.0.0.1", agent.port, "w" * 43, session)
+        failures = 0
+        while True:
+            with pytest.raises(BioreactorError) as caught:
+                await wrong.status()
+            if not isinstance(caught.value, BioreactorAuthenticationError):
+                break
+            failures += 1
+            assert failures < 30, "the agent never rate limited"
+        assert failures >= 1
+        assert isinstance(caught.value, BioreactorRateLimitedError), caught.value
+        assert 1 <= caught.value.retry_after <= 60

@@ -18,6 +18,7 @@ from custom_components.bioreactor.api import (
     BioreactorAuthenticationError,
     BioreactorConnectionError,
     BioreactorProtocolError,
+    BioreactorRateLimitedError,
 )
 from custom_components.bioreactor.const import CONF_RESOLUTIONS, DOMAIN
 
@@ -57,6 +58,8 @@ async def test_user_flow_creates_entry(hass: HomeAssistant) -> None:
     [
         (BioreactorConnectionError("down"), "cannot_connect"),
         (BioreactorAuthenticationError("no"), "invalid_auth"),
+        # A rate limit is temporary: never reported as a wrong token.
+        (BioreactorRateLimitedError(30), "rate_limited"),
         (BioreactorProtocolError("odd"), "not_an_agent"),
     ],
 )

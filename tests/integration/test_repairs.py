@@ -1,0 +1,190 @@
+"""Repair issues from the agent's status: readings dropped (by cause), a new journal epoch
+after lost readings, an unsynchronized clock, a failing sensor, another agent at the
+configured address. Every issue has a translation that uses exactly its placeholders."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.bioreactor.api import BioreactorWrongAgentError
+from custom_components.bioreactor.const import DOMAIN
+
+from .conftest import AGENT_ID
+from .test_init import poll, setup
+
+pytestmark = pytest.mark.usefixtures("mock_client")
+INTEGRATION = Path(__file__).parents[2] / "custom_components/bioreactor"
+TRANSLATIONS = json.loads((INTEGRATION / "translations/en.json").read_text())
+
+
+def issue(registry: ir.IssueRegistry, name: str) -> ir.IssueEntry | None:
+    return registry.async_get_issue(DOMAIN, f"{AGENT_ID}_{name}")
+
+
+def assert_translated(entry: ir.IssueEntry) -> None:
+    """The issue's translation exists and names no placeholder the issue lacks, and the
+    issue carries none its translation does not show."""
+    texts = TRANSLATIONS["issues"][entry.translation_key]
+    used = set(re.findall(r"{(\w+)}", texts["title"] + texts["description"]))
+    assert used == set(entry.translation_placeholders or {}), entry.translation_key
+
+
+async def test_dropped_readings_name_their_causes(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    assert issue(issue_registry, "journal_dropping") is None
+
+    status_payload["journal"]["dropped"] = 15
+    status_payload["journal"]["dropped_by_cause"] = {"budget": 3, "disk_full": 12, "shutdown": 0}
+    await poll(hass, freezer, 10)
+    dropping = issue(issue_registry, "journal_dropping")
+    assert dropping is not None
+    assert dropping.translation_placeholders == {
+        "agent": "Simulated bench 1",
+        "dropped": "15",
+        "causes": "disk_full 12, budget 3",
+    }
+    assert_translated(dropping)
+
+    # An agent that reports only the total (older versions).
+    del status_payload["journal"]["dropped_by_cause"]
+    await poll(hass, freezer, 10)
+    dropping = issue(issue_registry, "journal_dropping")
+    assert dropping is not None
+    assert dropping.translation_placeholders is not None
+    assert dropping.translation_placeholders["causes"] == "?"
+
+
+async def test_new_epoch_after_lost_readings_stays_until_the_next_epoch(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    journal = status_payload["journal"]
+    journal.update(epoch="b2", dropped=7, dropped_by_cause={"recovery": 7})
+    status_payload["problems"] = ["journal_new_epoch"]
+    await poll(hass, freezer, 10)
+    new_epoch = issue(issue_registry, "journal_new_epoch_b2")
+    assert new_epoch is not None
+    assert new_epoch.is_persistent
+    assert new_epoch.translation_key == "journal_new_epoch"
+    assert new_epoch.translation_placeholders == {
+        "agent": "Simulated bench 1",
+        "lost": "7",
+        "epoch": "b2",
+    }
+    assert_translated(new_epoch)
+
+    # The loss stays visible after the agent stops reporting it ...
+    status_payload["problems"] = []
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, "journal_new_epoch_b2") is not None
+    # ... until the agent has moved on to another epoch.
+    journal["epoch"] = "c3"
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, "journal_new_epoch_b2") is None
+    assert issue(issue_registry, "journal_new_epoch_c3") is None
+
+
+async def test_clock_unsynced_follows_the_agent(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    status_payload["problems"] = ["clock_unsynced", "uncompensated:bus1-ph-63"]
+    await poll(hass, freezer, 10)
+    unsynced = issue(issue_registry, "clock_unsynced")
+    assert unsynced is not None
+    assert_translated(unsynced)
+    status_payload["problems"] = []
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, "clock_unsynced") is None
+
+
+async def test_failing_sensor_issue_says_why(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    sensors_of: Callable[[], list[dict[str, Any]]],
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    sensor = sensors_of()[0]
+    sensor.update(status="error", last_error="nak", error_message="no answer at 0x44")
+    for _ in range(61):
+        await poll(hass, freezer, 10)
+    failing = issue(issue_registry, f"sensor_error_{sensor['id']}")
+    assert failing is not None
+    assert failing.translation_placeholders is not None
+    assert failing.translation_placeholders["error"] == "no answer at 0x44"
+    assert_translated(failing)
+
+    # An older agent gives only the short code.
+    del sensor["error_message"]
+    await poll(hass, freezer, 10)
+    failing = issue(issue_registry, f"sensor_error_{sensor['id']}")
+    assert failing is not None
+    assert failing.translation_placeholders is not None
+    assert failing.translation_placeholders["error"] == "nak"
+
+    # Starting is not failing.
+    sensor["status"] = "starting"
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, f"sensor_error_{sensor['id']}") is None
+
+
+async def test_another_agent_at_the_address(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    mock_client: AsyncMock,
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    mock_client.host = "192.0.2.10"
+    working = mock_client.status.side_effect
+    mock_client.status.side_effect = BioreactorWrongAgentError(AGENT_ID, "0000000000000000")
+    await poll(hass, freezer, 10)
+    wrong = issue(issue_registry, "wrong_agent")
+    assert wrong is not None
+    assert wrong.translation_placeholders == {
+        "agent": "Simulated bench 1",
+        "host": "192.0.2.10",
+        "other": "0000000000000000",
+    }
+    assert_translated(wrong)
+    assert mock_config_entry.state is ConfigEntryState.LOADED
+
+    mock_client.status.side_effect = working
+    await poll(hass, freezer, 30)
+    assert issue(issue_registry, "wrong_agent") is None
+
+
+def test_every_issue_translation_is_used() -> None:
+    """No translated issue without code that raises it (and the reverse is checked above)."""
+    source = "".join(p.read_text() for p in INTEGRATION.glob("*.py"))
+    for key in TRANSLATIONS["issues"]:
+        assert f'"{key}' in source, key
