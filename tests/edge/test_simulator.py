@@ -1,17 +1,20 @@
-"""The simulator: physics plausibility, determinism, chip protocol details, fault knobs, lab."""
+"""The simulator: physics plausibility, determinism, the virtual bus, adapter models, lab."""
 
 from __future__ import annotations
 
 import pytest
+from smbus2 import I2cFunc
 
-from bioreactor_edge.bus import BusNak
-from bioreactor_edge.drivers.base import Timing
-from bioreactor_edge.simulator.chips import EzoChip, SimChip
+from bioreactor_edge.bus import BusKernelOwned, BusNak, BusUnsupported
+from bioreactor_edge.simulator.adapters import BEAGLEBONE, GENERIC, RASPBERRY_PI, Adapter
+from bioreactor_edge.simulator.chips import Eeprom24c256, EzoChip, SimChip, Tca9548aMux
 from bioreactor_edge.simulator.lab import (
+    CAPE_EEPROMS,
     STANDARD_SET,
+    UNCONFIGURED_MUX,
     CatchUpClock,
+    build_board_bus,
     build_reactor_bus,
-    simulation_timing,
 )
 from bioreactor_edge.simulator.physics import (
     AMBIENT_C,
@@ -111,55 +114,6 @@ def test_time_scale_speeds_up_the_culture() -> None:
     assert normal.state().time_s == pytest.approx(60.0)
 
 
-def ezo_exchange(chip: EzoChip, command: str, clock: FakeClock) -> bytes:
-    """Writes `command`, lets the processing time pass and returns the raw reply."""
-    chip.on_write(command.encode())
-    clock.now += 1.0
-    return chip.on_read(31)
-
-
-@pytest.mark.parametrize(
-    ("command", "reply"),
-    [
-        ("i", b"\x01?I,pH,2.16\x00"),
-        ("Status", b"\x01?Status,P,5.038\x00"),
-        ("L,0", b"\x01\x00"),
-        ("L,?", b"\x01?L,1\x00"),
-        ("Name,tank1", b"\x01\x00"),
-        ("T,30.5", b"\x01\x00"),
-        ("T,?", b"\x01?T,25.00\x00"),
-        ("Cal,mid,7.00", b"\x01\x00"),
-        ("Cal,?", b"\x01?Cal,1\x00"),
-        ("TV,?", b"\x02"),
-        ("O,?", b"\x02"),
-        ("RT,abc", b"\x02"),
-        ("Frobnicate", b"\x02"),
-    ],
-)
-def test_ezo_chip_commands(command: str, reply: bytes) -> None:
-    clock = FakeClock()
-    chip = EzoChip("ph", 0x63, model_at(clock), clock=clock)
-    assert ezo_exchange(chip, command, clock).startswith(reply)
-
-
-def test_ezo_chip_is_busy_until_ready_then_has_no_data() -> None:
-    clock = FakeClock()
-    chip = EzoChip("rtd", 0x66, model_at(clock), timing=Timing(read_s=0.5), clock=clock)
-    assert chip.on_read(31)[0] == 255
-    chip.on_write(b"R")
-    clock.now = 0.4
-    assert chip.on_read(31)[0] == 254
-    clock.now = 0.5
-    reply = chip.on_read(31)
-    assert reply[0] == 1
-    assert 36 < float(reply[1:].split(b"\0")[0]) < 38
-    assert chip.on_read(31)[0] == 255
-    chip.faults.stuck_busy = True
-    chip.on_write(b"R")
-    clock.now = 100.0
-    assert chip.on_read(31)[0] == 254
-
-
 def test_virtual_bus_fault_knobs() -> None:
     clock = FakeClock()
     vbus = VirtualBus()
@@ -181,6 +135,8 @@ def test_virtual_bus_fault_knobs() -> None:
     with pytest.raises(BusNak):
         vbus.receive_byte(0x62)
     assert vbus.transactions == 5
+    assert vbus.writes_to(0x62) == 1  # the NAKed write still went out on the wire
+    assert vbus.transactions_to(0x63) == 1
 
 
 def test_mux_routes_only_selected_channels() -> None:
@@ -196,6 +152,102 @@ def test_mux_routes_only_selected_channels() -> None:
         vbus.quick_write(0x40)
     with pytest.raises(ValueError, match="0-7"):
         vbus.add(SimChip(0x41), mux_channel=9)
+
+
+def test_generic_adapter_does_everything() -> None:
+    vbus = VirtualBus()
+    vbus.add(SimChip(0x40))
+    assert vbus.funcs() & I2cFunc.SMBUS_QUICK
+    assert vbus.funcs() & I2cFunc.I2C
+    vbus.quick_write(0x40)
+    vbus.write(0x40, b"")
+    assert vbus.read(0x40, 0) == b""
+
+
+def test_beaglebone_has_no_quick_command_and_no_zero_length_messages() -> None:
+    vbus = VirtualBus(BEAGLEBONE)
+    vbus.add(SimChip(0x40))
+    assert not vbus.funcs() & I2cFunc.SMBUS_QUICK
+    assert vbus.funcs() & I2cFunc.SMBUS_READ_BYTE
+    assert not BEAGLEBONE.quick and GENERIC.quick
+    with pytest.raises(BusUnsupported):
+        vbus.quick_write(0x40)
+    with pytest.raises(BusUnsupported):
+        vbus.quick_write(0x41)  # refused before any address goes out
+    with pytest.raises(BusUnsupported):
+        vbus.write(0x40, b"")
+    with pytest.raises(BusUnsupported):
+        vbus.read(0x40, 0)
+    assert vbus.receive_byte(0x40) == 0xFF  # i2cdetect -r works
+    with pytest.raises(BusNak):
+        vbus.receive_byte(0x41)
+
+
+def test_kernel_owned_address_refuses_smbus_but_records_raw_messages() -> None:
+    vbus = VirtualBus(BEAGLEBONE)
+    eeprom = Eeprom24c256(0x54, contents=b"\xaa\x55\x33\xee")
+    vbus.add(eeprom)
+    vbus.bind_kernel_driver(0x54)
+    assert vbus.kernel_owned == {0x54}
+    with pytest.raises(BusKernelOwned):
+        vbus.receive_byte(0x54)
+    with pytest.raises(BusKernelOwned):
+        vbus.quick_write(0x54)
+    assert vbus.writes_to(0x54) == 0
+    # I2C_RDWR is not checked by the kernel: the bytes reach the EEPROM.
+    assert vbus.write_read(0x54, b"\x00\x00", 4) == b"\xaa\x55\x33\xee"
+    assert (vbus.writes_to(0x54), vbus.transactions_to(0x54)) == (1, 3)
+    assert eeprom.writes == 0
+
+
+def glitches(adapter: Adapter, seed: int, reads: int = 400) -> tuple[int, int, int]:
+    """(top-bit bytes, failed reads, top-bit bytes from a non-stretching chip)."""
+    clock = FakeClock()
+    vbus = VirtualBus(adapter, seed=seed)
+    ezo = EzoChip("ph", 0x63, model_at(clock), clock=clock)
+    vbus.add(ezo)
+    mux = Tca9548aMux(0x70)
+    vbus.add(mux)
+    vbus.write(0x70, b"\x41")
+    flipped = failed = other = 0
+    for _ in range(reads):
+        vbus.write(0x63, b"i")
+        clock.now += 1.0
+        try:
+            reply = vbus.read(0x63, 31)
+        except BusNak:
+            failed += 1
+            assert vbus.read(0x63, 31)[0] == 1  # the reply was still there
+            continue
+        assert reply[0] == 1
+        flipped += sum(1 for b in reply[1:] if b & 0x80)
+        assert bytes(b & 0x7F for b in reply).startswith(b"\x01?I,pH,")
+        other += sum(1 for b in vbus.read(0x70, 2) if b & 0x80 and b != 0x41)
+    return flipped, failed, other
+
+
+def test_raspberry_pi_glitches_only_clock_stretching_chips_deterministically() -> None:
+    flipped, failed, other = glitches(RASPBERRY_PI, seed=1)
+    assert flipped > 20
+    assert 0 < failed < 20
+    assert other == 0
+    assert glitches(RASPBERRY_PI, seed=1) == (flipped, failed, other)
+    assert glitches(RASPBERRY_PI, seed=2) != (flipped, failed, other)
+    assert glitches(GENERIC, seed=1) == (0, 0, 0)
+    with pytest.raises(ValueError, match="top_bit_rate"):
+        Adapter(name="x", funcs=0, top_bit_rate=1.5)
+
+
+def test_an_ezo_circuit_moved_by_i2c_command_answers_at_its_new_address() -> None:
+    clock = FakeClock()
+    vbus = VirtualBus()
+    vbus.add(EzoChip("orp", 0x62, model_at(clock), clock=clock))
+    vbus.write(0x62, b"I2C,80")
+    with pytest.raises(BusNak):
+        vbus.quick_write(0x62)
+    vbus.write(0x50, b"Status")
+    clock.now += 1.0
+    assert vbus.read(0x50, 31).startswith(b"\x01?Status,S,")
 
 
 def test_build_reactor_bus_layouts() -> None:
@@ -228,14 +280,21 @@ def test_build_reactor_bus_layouts() -> None:
         build_reactor_bus(model, sensors=200)
 
 
-def test_simulation_timing() -> None:
-    assert simulation_timing(1.0) == Timing()
-    fast = simulation_timing(10.0)
-    assert fast.read_s == pytest.approx(0.09)
-    assert fast.command_s == pytest.approx(0.03)
-    assert fast.timeout_s == 1.0
-    with pytest.raises(ValueError, match="positive"):
-        simulation_timing(0)
+def test_board_bus_has_kernel_owned_eeproms_and_an_unconfigured_mux() -> None:
+    vbus = build_board_bus(ReactorModel(seed=1), adapter=BEAGLEBONE, speed=10.0)
+    assert vbus.adapter is BEAGLEBONE
+    assert vbus.kernel_owned == set(CAPE_EEPROMS)
+    for address in CAPE_EEPROMS:
+        with pytest.raises(BusKernelOwned):
+            vbus.receive_byte(address)
+    assert vbus.receive_byte(UNCONFIGURED_MUX) == 0x00
+    assert cast_ezo(vbus.chip(0x63)).speed == 10.0
+    assert all(vbus.writes_to(a) == 0 for a in range(0x08, 0x78))
+
+
+def cast_ezo(chip: SimChip) -> EzoChip:
+    assert isinstance(chip, EzoChip)
+    return chip
 
 
 def test_catch_up_clock_runs_fast_then_follows_real_time() -> None:

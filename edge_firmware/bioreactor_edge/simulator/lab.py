@@ -6,9 +6,14 @@ import itertools
 import time
 from collections.abc import Callable
 
-from ..drivers.base import DEFAULT_TIMING, Timing
-from .chips import Ads1115Chip, EzoChip, Sht4xChip, SimChip
+from .adapters import GENERIC, Adapter
+from .ads1115 import Ads1115Chip
+from .base import SimChip
+from .eeprom import Eeprom24c256, cape_contents
+from .ezo import EzoChip
 from .physics import ReactorModel
+from .sht4x import Sht4xChip
+from .tca9548a import Tca9548aMux
 from .virtual_bus import VirtualBus
 
 # (kind, address) of one fully equipped reactor, in the order they are added.
@@ -43,42 +48,54 @@ def _extra_set(count: int) -> list[tuple[str, int]]:
 
 
 def build_chip(
-    kind: str, address: int, model: ReactorModel, *, timing: Timing = DEFAULT_TIMING, seed: int = 0
+    kind: str, address: int, model: ReactorModel, *, speed: float = 1.0, seed: int = 0
 ) -> SimChip:
-    """One simulated chip of a driver kind."""
+    """One simulated chip of a sensor kind, its delays divided by `speed`."""
     if kind == "sht4x":
-        return Sht4xChip(address, model, serial=0x10000000 + seed, seed=seed)
+        return Sht4xChip(address, model, serial=0x10000000 + seed, speed=speed, seed=seed)
     if kind == "ads1115":
-        return Ads1115Chip(address, model, seed=seed)
-    return EzoChip(kind, address, model, timing=timing, seed=seed)
+        return Ads1115Chip(address, model, speed=speed, seed=seed)
+    return EzoChip(kind, address, model, speed=speed, seed=seed)
 
 
 def build_reactor_bus(
-    model: ReactorModel, *, sensors: int = 8, timing: Timing = DEFAULT_TIMING, seed: int = 0
+    model: ReactorModel,
+    *,
+    sensors: int = 8,
+    speed: float = 1.0,
+    seed: int = 0,
+    adapter: Adapter = GENERIC,
 ) -> VirtualBus:
-    """A bus with `sensors` chips measuring `model`: the standard set first, then extras."""
+    """A bus with `sensors` chips measuring `model`: the standard set first, then extras.
+
+    `speed` > 1 makes every chip answer that many times faster than the real
+    one (an EZO circuit then manages `speed` readings a second).
+    """
     if sensors < 0:
         raise ValueError(f"sensors must not be negative, got {sensors}")
     layout = list(STANDARD_SET[:sensors]) + _extra_set(max(0, sensors - len(STANDARD_SET)))
-    bus = VirtualBus()
+    bus = VirtualBus(adapter, seed=seed)
     for index, (kind, address) in enumerate(layout):
-        bus.add(build_chip(kind, address, model, timing=timing, seed=seed * 1000 + index))
+        bus.add(build_chip(kind, address, model, speed=speed, seed=seed * 1000 + index))
     return bus
 
 
-def simulation_timing(rate_hz: float) -> Timing:
-    """EZO timing scaled so one sensor can be read `rate_hz` times a second."""
-    if not rate_hz > 0:
-        raise ValueError(f"rate must be positive, got {rate_hz}")
-    scale = 1.0 / rate_hz  # the real circuits manage 1 reading/s
-    real = DEFAULT_TIMING
-    return Timing(
-        read_s=real.read_s * scale,
-        command_s=real.command_s * scale,
-        poll_s=real.poll_s * scale,
-        # Generous whatever the rate: a loaded machine must not turn slowness into errors.
-        timeout_s=max(real.timeout_s * scale, 1.0),
-    )
+# BeagleBone cape EEPROMs: claimed by the kernel's at24 driver, shown as UU.
+CAPE_EEPROMS = range(0x54, 0x58)
+UNCONFIGURED_MUX = 0x70
+
+
+def build_board_bus(
+    model: ReactorModel, *, adapter: Adapter, speed: float = 1.0, seed: int = 0
+) -> VirtualBus:
+    """A board as it comes: the standard sensor set, four cape EEPROMs bound to
+    the kernel and a TCA9548A at 0x70 that no configuration mentions."""
+    bus = build_reactor_bus(model, speed=speed, seed=seed, adapter=adapter)
+    for address in CAPE_EEPROMS:
+        bus.add(Eeprom24c256(address, contents=cape_contents(f"CAPE-{address:02X}")))
+        bus.bind_kernel_driver(address)
+    bus.add(Tca9548aMux(UNCONFIGURED_MUX))
+    return bus
 
 
 class CatchUpClock:

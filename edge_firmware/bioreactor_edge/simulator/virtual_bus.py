@@ -122,7 +122,12 @@ class VirtualBus:
     def write(self, address: int, data: bytes) -> None:
         with self._lock:
             self._begin(address, written=len(data))
-            self._route(address).on_write(bytes(data))
+            chip = self._route(address)
+            chip.on_write(bytes(data))
+            if chip.address != address and self._chips.get(address) is chip:
+                # The chip took a new address (an EZO circuit's `I2C,n`).
+                del self._chips[address]
+                self._chips[chip.address] = chip
 
     def read(self, address: int, length: int) -> bytes:
         with self._lock:
