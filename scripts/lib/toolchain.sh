@@ -115,19 +115,44 @@ make_venv() {
     fi
 }
 
+# The files that decide which of Home Assistant's runtime requirements the HA
+# venv needs: the configurations and the manifest whose integrations' requirements
+# Home Assistant would otherwise pip-install when it starts (see
+# scripts/lib/ha_requirements.py).
+HA_RUNTIME_INPUTS=(
+    scripts/lib/ha_requirements.py
+    scripts/lib/demo_configuration.yaml
+    tests/support/hass_configuration.yaml
+    custom_components/bioreactor/manifest.json
+)
+
 _ha_venv() {
     local key py dir
     key="$(venv_key "$REPO_ROOT/requirements_test.txt")"
     dir="$CACHE/venv-ha-$key"
-    if [[ -f "$dir/.complete" ]]; then
-        HA_VENV="$dir"; return
+    if [[ ! -f "$dir/.complete" ]]; then
+        py="$(find_python314)"
+        say "creating the Home Assistant venv $dir (one-off, a few minutes)"
+        make_venv "$py" "$dir"
+        pip_quiet "$dir/bin/pip" -r "$REPO_ROOT/requirements_test.txt"
+        touch "$dir/.complete"
     fi
-    py="$(find_python314)"
-    say "creating the Home Assistant venv $dir (one-off, a few minutes)"
-    make_venv "$py" "$dir"
-    pip_quiet "$dir/bin/pip" -r "$REPO_ROOT/requirements_test.txt"
-    touch "$dir/.complete"
     HA_VENV="$dir"
+    # Home Assistant's runtime requirements (frontend, recorder, the voice stack the
+    # frontend pulls in...), so `hass --skip-pip` starts fully and offline. Stamped
+    # by the files that decide them; pip adds only what is missing.
+    local stamp
+    stamp="$dir/.runtime-$(venv_key "${HA_RUNTIME_INPUTS[@]/#/$REPO_ROOT/}")"
+    [[ -f "$stamp" ]] && return
+    "$dir/bin/python" "$REPO_ROOT/scripts/lib/ha_requirements.py" \
+        --configuration "$REPO_ROOT/scripts/lib/demo_configuration.yaml" \
+        --configuration "$REPO_ROOT/tests/support/hass_configuration.yaml" \
+        --custom-integration "$REPO_ROOT/custom_components/bioreactor" >"$dir/ha-runtime-requirements.txt"
+    say "installing Home Assistant's runtime requirements ($(wc -l <"$dir/ha-runtime-requirements.txt") packages, some compiled)"
+    ha_build_env
+    pip_quiet "$dir/bin/pip" -r "$dir/ha-runtime-requirements.txt" \
+        -c "$("$dir/bin/python" -c 'import homeassistant, os; print(os.path.join(os.path.dirname(homeassistant.__file__), "package_constraints.txt"))')"
+    touch "$stamp"
 }
 
 _edge_venv() {
@@ -156,7 +181,22 @@ ensure_edge_venv() { with_lock _edge_venv; }
 
 # CPPFLAGS for packages that Home Assistant compiles when it starts.
 ha_build_env() {
-    if [[ -d "$PY314_ROOT/host-include" ]] && [[ "$(readlink -f "$HA_VENV/bin/python")" == "$PY314_ROOT"* ]]; then
+    if [[ -d "$PY314_ROOT/host-include" ]] && [[ "$(readlink -f "$HA_VENV/bin/python")" == "$PY314_ROOT"* ]] \
+        && [[ "${CPPFLAGS:-}" != *"$PY314_ROOT/host-include"* ]]; then
         export CPPFLAGS="-I$PY314_ROOT/host-include ${CPPFLAGS:-}"
     fi
 }
+
+# Debian's chromium for the real-browser end-to-end test (Playwright drives it;
+# it never downloads a browser of its own).
+CHROMIUM=/usr/bin/chromium
+_chromium() {
+    [[ -x "$CHROMIUM" ]] && return
+    [[ $(id -u) -eq 0 ]] || die "the browser test needs chromium: sudo apt-get install chromium fonts-dejavu-core"
+    say "installing Debian's chromium for the browser test (one-off)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium fonts-dejavu-core >"$CACHE/apt-chromium.log" 2>&1 \
+        || die "installing chromium failed (log: $CACHE/apt-chromium.log)"
+}
+ensure_chromium() { with_lock _chromium; }

@@ -28,6 +28,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (simulate uses P..P+N-1)."""
+    while True:
+        base = free_port()
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+
+
 @dataclass
 class AgentProcess:
     """One simulated agent process; restartable on the same data dir and port."""
@@ -85,7 +100,8 @@ class AgentProcess:
                     f"agent exited with {self._proc.returncode}: {self.log_tail()}"
                 )
             try:
-                return self.get("/api/v1/status")
+                status: dict[str, Any] = self.get("/api/v1/status")
+                return status
             except (OSError, urllib.error.URLError):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"agent not ready: {self.log_tail()}") from None

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-def spawn(args: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Starts `args` with stdout and stderr appended to `log_path`."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(args), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
 
 
