@@ -14,13 +14,14 @@ from bioreactor_edge.agent import Agent
 from bioreactor_edge.api import SensorInUse
 from bioreactor_edge.bus import RawBus
 from bioreactor_edge.config import AgentConfig, PinnedSensor, default_config
+from bioreactor_edge.drivers.base import Timing
 from bioreactor_edge.simulator.chips import SimChip
-from bioreactor_edge.simulator.lab import build_chip, build_reactor_bus, simulation_timing
+from bioreactor_edge.simulator.lab import build_chip, build_reactor_bus
 from bioreactor_edge.simulator.physics import ReactorModel
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
 
 RATE_HZ = 20.0
-TIMING = simulation_timing(RATE_HZ)
+TIMING = Timing().scaled(RATE_HZ)
 
 
 def fast_config(data_dir: Path, **changes: Any) -> AgentConfig:
@@ -45,7 +46,7 @@ def sensors(agent: Agent) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def bus() -> VirtualBus:
-    return build_reactor_bus(ReactorModel(seed=3), sensors=8, timing=TIMING, seed=3)
+    return build_reactor_bus(ReactorModel(seed=3), sensors=8, speed=RATE_HZ, seed=3)
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ async def test_compensated_sensors_use_the_reactor_temperature(
 
 
 async def test_sensor_appears_vanishes_and_is_forgotten(agent: Agent, bus: VirtualBus) -> None:
-    bus.add(build_chip("orp", 0x30, ReactorModel(seed=9), timing=TIMING, seed=9))
+    bus.add(build_chip("orp", 0x30, ReactorModel(seed=9), speed=RATE_HZ, seed=9))
     await agent.rescan()
     assert sensors(agent)["bus1-orp-30"]["status"] == "starting"
     await wait_for(lambda: sensors(agent)["bus1-orp-30"]["status"] == "online")
@@ -201,7 +202,7 @@ async def test_unknown_addresses_are_asked_again_with_backoff(
 
     # Something identifiable turns up there (a circuit that was busy, a replug).
     bus.remove(0x20)
-    bus.add(build_chip("orp", 0x20, ReactorModel(seed=4), timing=TIMING, seed=4))
+    bus.add(build_chip("orp", 0x20, ReactorModel(seed=4), speed=RATE_HZ, seed=4))
     for _ in range(8):
         await agent.rescan()
     found = sensors(agent)
@@ -232,8 +233,8 @@ async def test_a_crashing_handler_is_an_error_named_in_problems(
 
 async def test_start_returns_at_once_and_reports_discovery(tmp_path: Path) -> None:
     # 45 chips take seconds to identify; the agent must not wait for them.
-    slow = simulation_timing(2.0)
-    big = build_reactor_bus(ReactorModel(seed=8), sensors=45, timing=slow, seed=8)
+    slow = Timing().scaled(2.0)
+    big = build_reactor_bus(ReactorModel(seed=8), sensors=45, speed=2.0, seed=8)
     agent = Agent(fast_config(tmp_path), agent_id="c" * 16, raw_bus=single_bus(big), timing=slow)
     loop = asyncio.get_running_loop()
     began = loop.time()

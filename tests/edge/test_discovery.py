@@ -16,12 +16,14 @@ from bioreactor_edge.bus import (
     BusUnsupported,
 )
 from bioreactor_edge.discovery import SCAN_ADDRESSES, identify_address, scan, scan_places
+from bioreactor_edge.drivers.base import Timing
 from bioreactor_edge.simulator.chips import EzoChip, SimChip
-from bioreactor_edge.simulator.lab import STANDARD_SET, build_reactor_bus, simulation_timing
+from bioreactor_edge.simulator.lab import STANDARD_SET, build_reactor_bus
 from bioreactor_edge.simulator.physics import ReactorModel
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
 
-FAST = simulation_timing(50.0)
+SPEED = 50.0
+FAST = Timing().scaled(SPEED)
 
 
 class ProbeLog(VirtualBus):
@@ -57,7 +59,7 @@ async def test_scan_probes_like_i2cdetect() -> None:
 
 
 async def test_standard_reactor_is_found_and_identified(model: ReactorModel) -> None:
-    owner = BusOwner(build_reactor_bus(model, timing=FAST), 1)
+    owner = BusOwner(build_reactor_bus(model, speed=SPEED), 1)
     try:
         found = (await scan(owner)).found
         assert found == sorted(address for _, address in STANDARD_SET)
@@ -73,7 +75,7 @@ async def test_standard_reactor_is_found_and_identified(model: ReactorModel) -> 
 
 async def test_ezo_identity_carries_model_and_firmware(model: ReactorModel) -> None:
     vbus = VirtualBus()
-    vbus.add(EzoChip("ph", 0x20, model, timing=FAST, firmware="2.15"))
+    vbus.add(EzoChip("ph", 0x20, model, speed=SPEED, firmware="2.15"))
     owner = BusOwner(vbus, 1)
     try:
         identity = (await identify_address(owner.device(0x20), timing=FAST)).identity
@@ -110,7 +112,7 @@ async def test_unknown_devices_are_not_identified(chip: SimChip) -> None:
 
 async def test_busy_ezo_is_a_failed_identification_to_retry(model: ReactorModel) -> None:
     vbus = VirtualBus()
-    chip = EzoChip("do", 0x61, model, timing=FAST)
+    chip = EzoChip("do", 0x61, model, speed=SPEED)
     chip.faults.stuck_busy = True
     vbus.add(chip)
     owner = BusOwner(vbus, 1)
@@ -123,7 +125,7 @@ async def test_busy_ezo_is_a_failed_identification_to_retry(model: ReactorModel)
 
 
 async def test_unplugged_chip_disappears_from_scans(model: ReactorModel) -> None:
-    vbus = build_reactor_bus(model, timing=FAST)
+    vbus = build_reactor_bus(model, speed=SPEED)
     owner = BusOwner(vbus, 1)
     try:
         vbus.chip(0x63).faults.unplugged = True
@@ -138,9 +140,9 @@ async def test_unplugged_chip_disappears_from_scans(model: ReactorModel) -> None
 
 async def test_chips_behind_mux_channels(model: ReactorModel) -> None:
     vbus = VirtualBus()
-    vbus.add(EzoChip("ph", 0x63, model, timing=FAST), mux_channel=0)
-    vbus.add(EzoChip("rtd", 0x66, model, timing=FAST), mux_channel=0)
-    vbus.add(EzoChip("orp", 0x63, model, timing=FAST), mux_channel=1)
+    vbus.add(EzoChip("ph", 0x63, model, speed=SPEED), mux_channel=0)
+    vbus.add(EzoChip("rtd", 0x66, model, speed=SPEED), mux_channel=0)
+    vbus.add(EzoChip("orp", 0x63, model, speed=SPEED), mux_channel=1)
     vbus.add(SimChip(0x10))  # on the main bus, seen from every channel
     owner = BusOwner(vbus, 1)
     try:
@@ -167,7 +169,7 @@ async def test_chips_behind_mux_channels(model: ReactorModel) -> None:
 
 
 async def test_forty_five_sensors_on_one_bus(model: ReactorModel) -> None:
-    owner = BusOwner(build_reactor_bus(model, sensors=45, timing=FAST), 1)
+    owner = BusOwner(build_reactor_bus(model, sensors=45, speed=SPEED), 1)
     try:
         found = (await scan(owner)).found
         assert len(found) == 45

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import pytest
 
 from bioreactor_edge.bus import BusNak, BusOwner
 from bioreactor_edge.drivers import create_driver, identify
-from bioreactor_edge.drivers.base import Driver, DriverError, Identity
+from bioreactor_edge.drivers.base import Driver, DriverError, Identity, Timing
 from bioreactor_edge.models import Measurement, NewReading, Quality, Quantity, SensorStatus
 from bioreactor_edge.sampler import (
     BACKOFF_STEADY_S,
@@ -21,11 +21,12 @@ from bioreactor_edge.sampler import (
     backoff_delay,
     sensor_id,
 )
-from bioreactor_edge.simulator.lab import build_reactor_bus, simulation_timing
+from bioreactor_edge.simulator.chips import EzoChip
+from bioreactor_edge.simulator.lab import build_reactor_bus
 from bioreactor_edge.simulator.physics import ReactorModel
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
 
-TIMING = simulation_timing(20.0)
+TIMING = Timing().scaled(20.0)
 NOW_S = 1_800_000_000.0
 
 
@@ -50,7 +51,7 @@ class Recorder:
 
 @pytest.fixture
 async def bus() -> AsyncIterator[tuple[VirtualBus, BusOwner]]:
-    virtual = build_reactor_bus(ReactorModel(seed=5), sensors=8, timing=TIMING, seed=5)
+    virtual = build_reactor_bus(ReactorModel(seed=5), sensors=8, speed=20.0, seed=5)
     owner = BusOwner(virtual, 1)
     yield virtual, owner
     await owner.close()
@@ -72,7 +73,9 @@ async def make_handler(owner: BusOwner, address: int) -> tuple[SensorHandler, Dr
 async def test_sample_once_journals_then_updates_last_values(
     bus: tuple[VirtualBus, BusOwner],
 ) -> None:
-    _, owner = bus
+    virtual, owner = bus
+    # Firmware >= 2.10 outputs EC only by default; this circuit has all four on.
+    cast(EzoChip, virtual.chip(0x64)).outputs = {"EC", "TDS", "S", "SG"}
     recorder = Recorder()
     sampler = Sampler(recorder.append, clock=lambda: NOW_S)
     handler, driver = await make_handler(owner, 0x64)  # EC: four quantities
