@@ -49,6 +49,23 @@ async def async_unload_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) 
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 
+async def async_migrate_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -> bool:
+    """Upgrades entries of earlier versions (Home Assistant refuses newer major versions).
+
+    Unique ids never change, so the entity registry keeps every entity id users built
+    dashboards and automations on; new names apply only to entities created from now on.
+    """
+    if entry.minor_version < 2:
+        # 1.1 held recorder resolutions for a change filter; every change is written now.
+        hass.config_entries.async_update_entry(
+            entry,
+            options={k: v for k, v in entry.options.items() if k != "resolutions"},
+            minor_version=2,
+        )
+        LOGGER.debug("migrated entry %s to version 1.2", entry.title)
+    return True
+
+
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: BioreactorConfigEntry, device: DeviceEntry
 ) -> bool:

@@ -1,5 +1,4 @@
-"""Config flow: manual setup, zeroconf discovery, reauthentication, reconfiguration,
-and options (recorder resolutions)."""
+"""Config flow: manual setup, zeroconf discovery, reauthentication, reconfiguration."""
 
 from __future__ import annotations
 
@@ -7,16 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import probatio as vol
-from homeassistant.config_entries import (
-    SOURCE_IGNORE,
-    ConfigEntry,
-    ConfigFlow,
-    ConfigFlowResult,
-    OptionsFlowWithReload,
-)
+from homeassistant.config_entries import SOURCE_IGNORE, ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
-from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from .api import (
@@ -28,9 +25,11 @@ from .api import (
     BioreactorRateLimitedError,
     valid_id,
 )
-from .const import CONF_RESOLUTIONS, DEFAULT_PORT, DEFAULT_RESOLUTIONS, DOMAIN, LOGGER
+from .const import DEFAULT_PORT, DOMAIN, LOGGER
 
-TOKEN_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): str})
+# The token is a secret: typed into a password field, never shown back.
+TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+TOKEN_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): TOKEN_SELECTOR})
 
 
 def _connection_schema(host: str = "", port: int = DEFAULT_PORT) -> vol.Schema:
@@ -40,7 +39,7 @@ def _connection_schema(host: str = "", port: int = DEFAULT_PORT) -> vol.Schema:
             vol.Required(CONF_PORT, default=port): vol.All(
                 vol.Coerce(int), vol.Range(min=1, max=65535)
             ),
-            vol.Required(CONF_TOKEN): str,
+            vol.Required(CONF_TOKEN): TOKEN_SELECTOR,
         }
     )
 
@@ -49,6 +48,8 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
     """Sets up one edge agent per entry; the agent id is the unique id."""
 
     VERSION = 1
+    # 1.2: states on every change, the recorder-resolution options gone (async_migrate_entry).
+    MINOR_VERSION = 2
 
     def __init__(self) -> None:
         self._host = ""
@@ -220,42 +221,3 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=_connection_schema(entry.data[CONF_HOST], entry.data[CONF_PORT]),
             errors=errors,
         )
-
-    @staticmethod
-    @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> BioreactorOptionsFlow:
-        return BioreactorOptionsFlow()
-
-
-# Option keys are units; the form shows them with translated labels.
-RESOLUTION_FIELDS = {
-    "ph": "pH",
-    "temperature": "°C",
-    "dissolved_oxygen": "mg/L",
-    "orp": "mV",
-    "conductivity": "µS/cm",
-}
-
-
-class BioreactorOptionsFlow(OptionsFlowWithReload):
-    """How much a value must move before a new state is recorded."""
-
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        current = {**DEFAULT_RESOLUTIONS, **self.config_entry.options.get(CONF_RESOLUTIONS, {})}
-        if user_input is not None:
-            return self.async_create_entry(
-                data={
-                    CONF_RESOLUTIONS: {
-                        unit: float(user_input[field]) for field, unit in RESOLUTION_FIELDS.items()
-                    }
-                }
-            )
-        schema = vol.Schema(
-            {
-                vol.Required(field, default=current[unit]): vol.All(
-                    vol.Coerce(float), vol.Range(min=0, max=1000)
-                )
-                for field, unit in RESOLUTION_FIELDS.items()
-            }
-        )
-        return self.async_show_form(step_id="init", data_schema=schema)

@@ -15,22 +15,10 @@ SCAN_INTERVAL: Final = timedelta(seconds=10)
 MAX_BACKOFF: Final = timedelta(minutes=5)
 # Readings older than this when they arrive are an outage backlog: backfilled as statistics.
 LIVE_WINDOW: Final = timedelta(minutes=10)
-# A state is written at least this often even when the value does not move.
-HEARTBEAT: Final = timedelta(minutes=5)
 CLOCK_SKEW_LIMIT: Final = timedelta(seconds=60)
 SENSOR_ERROR_REPAIR_AFTER: Final = timedelta(minutes=10)
 # Pages pulled per drain run before yielding to the next poll.
 DRAIN_PAGES_PER_RUN: Final = 50
-
-CONF_RESOLUTIONS: Final = "resolutions"
-# Recorder deltas per unit (options flow adjusts them); others use the agent's resolution.
-DEFAULT_RESOLUTIONS: Final[dict[str, float]] = {
-    "pH": 0.01,
-    "°C": 0.05,
-    "mg/L": 0.05,
-    "mV": 1.0,
-    "µS/cm": 1.0,
-}
 
 ARCHIVE_DIR: Final = "bioreactor_archive"
 EXPORT_DIR: Final = "bioreactor_exports"

@@ -13,14 +13,29 @@ from .coordinator import BioreactorCoordinator
 MANUFACTURER = "Bioreactor"
 
 
+def agent_name(coordinator: BioreactorCoordinator) -> str:
+    """The agent's name, which leads its devices' names and so their entity ids.
+
+    Boards left at the same default name (their host name) get the start of their agent
+    id added, so that neither setup order nor chance decides which one is `_2`.
+    """
+    name = coordinator.data.info.name
+    entry = coordinator.config_entry
+    namesakes = [
+        other
+        for other in coordinator.hass.config_entries.async_entries(DOMAIN, include_ignore=False)
+        if other.entry_id != entry.entry_id and other.title.casefold() == name.casefold()
+    ]
+    return f"{name} {coordinator.agent_id[:6]}" if namesakes else name
+
+
 def agent_device(coordinator: BioreactorCoordinator) -> DeviceInfo:
-    info = coordinator.data.info
     return DeviceInfo(
         identifiers={(DOMAIN, coordinator.agent_id)},
         manufacturer=MANUFACTURER,
         model="Edge agent",
-        name=info.name,
-        sw_version=info.firmware_version,
+        name=agent_name(coordinator),
+        sw_version=coordinator.data.info.firmware_version,
     )
 
 
@@ -29,7 +44,11 @@ def reactor_device(coordinator: BioreactorCoordinator, reactor: Reactor) -> Devi
         identifiers={(DOMAIN, f"{coordinator.agent_id}_{reactor.id}")},
         manufacturer=MANUFACTURER,
         model="Bioreactor",
-        name=reactor.name,
+        # Every agent's first reactor is "Reactor 1" by default: the agent's name in front
+        # keeps two benches' reactors, and the entity ids derived from them, apart.
+        # No suggested area: Home Assistant puts a device's area in front of the entity
+        # ids it creates, which would repeat the bench's name in every id.
+        name=f"{agent_name(coordinator)} {reactor.name}",
         sw_version=coordinator.data.info.firmware_version,
         via_device_id=dr.async_get_device_id_by_identifier(
             coordinator.hass,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -18,122 +17,152 @@ from homeassistant.const import (
     UnitOfConductivity,
     UnitOfElectricPotential,
     UnitOfTemperature,
+    UnitOfVolume,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.util import dt as dt_util
 
 from .api import AgentStatus, QuantityValue, Reactor, Sensor
-from .const import CONF_RESOLUTIONS, DEFAULT_RESOLUTIONS, HEARTBEAT
 from .coordinator import BioreactorConfigEntry, BioreactorCoordinator
 from .entity import AgentEntity, SensorHandlerEntity
 
 PARALLEL_UPDATES = 0
 
-SENSOR_STATUSES = ["online", "offline", "error", "unknown"]
+SENSOR_STATUSES = ["starting", "online", "offline", "error", "unknown"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class QuantityDescription(SensorEntityDescription):
-    """How a quantity key maps to Home Assistant."""
+    """How one of the agent's quantities (docs/api.md) appears in Home Assistant."""
 
-    precision: int
+    state_class: SensorStateClass | None = SensorStateClass.MEASUREMENT
 
 
-# Keys are the agent's stable quantity keys (docs/api.md).
+def _temperature(translation_key: str, precision: int) -> QuantityDescription:
+    return QuantityDescription(
+        key="temperature",
+        translation_key=translation_key,
+        device_class=SensorDeviceClass.TEMPERATURE,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        suggested_display_precision=precision,
+    )
+
+
+def _humidity(translation_key: str) -> QuantityDescription:
+    return QuantityDescription(
+        key="humidity",
+        translation_key=translation_key,
+        device_class=SensorDeviceClass.HUMIDITY,
+        native_unit_of_measurement=PERCENTAGE,
+        suggested_display_precision=1,
+    )
+
+
+# By the agent's stable quantity keys (docs/api.md).
 QUANTITIES: dict[str, QuantityDescription] = {
     d.key: d
     for d in (
+        _temperature("temperature", 2),
+        _humidity("humidity"),
         QuantityDescription(
-            key="temperature",
-            translation_key="temperature",
-            precision=2,
-            device_class=SensorDeviceClass.TEMPERATURE,
-            native_unit_of_measurement=UnitOfTemperature.CELSIUS,
-        ),
-        QuantityDescription(
-            key="ph", translation_key="ph", precision=2, device_class=SensorDeviceClass.PH
+            key="ph",
+            translation_key="ph",
+            device_class=SensorDeviceClass.PH,
+            suggested_display_precision=2,
         ),
         QuantityDescription(
             key="dissolved_oxygen",
             translation_key="dissolved_oxygen",
-            precision=2,
             native_unit_of_measurement="mg/L",
+            suggested_display_precision=2,
         ),
         QuantityDescription(
             key="oxygen_saturation",
             translation_key="oxygen_saturation",
-            precision=1,
             native_unit_of_measurement=PERCENTAGE,
+            suggested_display_precision=1,
         ),
         QuantityDescription(
             key="orp",
             translation_key="orp",
-            precision=0,
             device_class=SensorDeviceClass.VOLTAGE,
             native_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
+            suggested_display_precision=0,
         ),
         QuantityDescription(
             key="conductivity",
             translation_key="conductivity",
-            precision=0,
             device_class=SensorDeviceClass.CONDUCTIVITY,
             native_unit_of_measurement=UnitOfConductivity.MICROSIEMENS_PER_CM,
+            suggested_display_precision=0,
         ),
         QuantityDescription(
             key="total_dissolved_solids",
             translation_key="total_dissolved_solids",
-            precision=0,
             native_unit_of_measurement="ppm",
+            suggested_display_precision=0,
         ),
         QuantityDescription(
             key="salinity",
             translation_key="salinity",
-            precision=2,
             native_unit_of_measurement="PSU",
+            suggested_display_precision=2,
         ),
         QuantityDescription(
-            key="specific_gravity", translation_key="specific_gravity", precision=3
+            key="specific_gravity",
+            translation_key="specific_gravity",
+            suggested_display_precision=3,
         ),
         QuantityDescription(
-            key="humidity",
-            translation_key="humidity",
-            precision=1,
-            device_class=SensorDeviceClass.HUMIDITY,
-            native_unit_of_measurement=PERCENTAGE,
+            key="total_volume",
+            translation_key="dispensed_volume",
+            device_class=SensorDeviceClass.VOLUME,
+            # The pump's counter only grows; a drop is a reset (`Clear` on the chip).
+            state_class=SensorStateClass.TOTAL_INCREASING,
+            native_unit_of_measurement=UnitOfVolume.MILLILITERS,
+            suggested_display_precision=2,
         ),
     )
 }
 
+# The same quantity from different chips means different things: the SHT4x measures the
+# air around the vessel, the RTD probe the culture itself.
+CHIP_QUANTITIES: dict[tuple[str, str], QuantityDescription] = {
+    ("sht4x", "temperature"): _temperature("air_temperature", 1),
+    ("sht4x", "humidity"): _humidity("air_humidity"),
+    ("rtd", "temperature"): _temperature("liquid_temperature", 2),
+}
 
-def quantity_description(quantity: QuantityValue) -> QuantityDescription:
-    known = QUANTITIES.get(quantity.key)
+
+def quantity_description(kind: str, quantity: QuantityValue) -> QuantityDescription:
+    known = CHIP_QUANTITIES.get((kind, quantity.key)) or QUANTITIES.get(quantity.key)
     if known is not None:
         return known
     if quantity.key.startswith("voltage_"):
+        # An ADS1115's raw channels mean nothing until wired to a probe: off by default.
         return QuantityDescription(
             key=quantity.key,
-            translation_key="voltage_channel",
+            translation_key="adc_voltage",
             translation_placeholders={"channel": quantity.key.removeprefix("voltage_")},
-            precision=4,
             device_class=SensorDeviceClass.VOLTAGE,
             native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+            suggested_display_precision=4,
+            entity_registry_enabled_default=False,
         )
     # A quantity this version does not know: generic, with the agent's unit.
     return QuantityDescription(
         key=quantity.key,
         name=quantity.key.replace("_", " ").capitalize(),
-        precision=3,
         native_unit_of_measurement=quantity.unit or None,
+        suggested_display_precision=3,
     )
 
 
 class QuantitySensor(SensorHandlerEntity, SensorEntity):
-    """The newest reading of one quantity, written to the recorder only when it moves
-    by more than its resolution, or at least every HEARTBEAT (delta + heartbeat)."""
+    """The newest reading of one quantity. Every change is written to the state machine;
+    how much of it the recorder keeps is the recorder's configuration."""
 
     entity_description: QuantityDescription
-    _attr_state_class = SensorStateClass.MEASUREMENT
 
     def __init__(
         self,
@@ -143,58 +172,23 @@ class QuantitySensor(SensorHandlerEntity, SensorEntity):
         quantity: QuantityValue,
     ) -> None:
         super().__init__(coordinator, reactor, sensor, quantity.key)
-        description = quantity_description(quantity)
-        self.entity_description = description
-        self._attr_suggested_display_precision = description.precision
-        if description.translation_key is None and description.name is None:
-            self._attr_name = quantity.key
+        self.entity_description = quantity_description(sensor.kind, quantity)
         self._key = quantity.key
-        resolutions = {
-            **DEFAULT_RESOLUTIONS,
-            **coordinator.config_entry.options.get(CONF_RESOLUTIONS, {}),
-        }
-        self._resolution = float(resolutions.get(quantity.unit, quantity.resolution))
-        self._written_at: datetime | None = None
-        self._attr_native_value = self._current()
 
-    def _quantity(self) -> QuantityValue | None:
+    @property
+    def native_value(self) -> float | None:
         sensor = self.sensor
         if sensor is None or sensor.status != "online":
             return None
-        return next((q for q in sensor.quantities if q.key == self._key), None)
-
-    def _current(self) -> float | None:
-        quantity = self._quantity()
-        return None if quantity is None else quantity.value
+        return next((q.value for q in sensor.quantities if q.key == self._key), None)
 
     @property
     def available(self) -> bool:
-        return self._current() is not None
-
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        value = self._current()
-        written = self._attr_native_value
-        now = dt_util.utcnow()
-        moved = (
-            value is None
-            or not isinstance(written, (int, float))
-            or abs(value - written) > self._resolution
-        )
-        due = self._written_at is None or now - self._written_at >= HEARTBEAT
-        if moved or due or self._attr_available != (value is not None):
-            self._attr_native_value = value
-            self._attr_available = value is not None
-            self._written_at = now
-            self.async_write_ha_state()
-
-    async def async_added_to_hass(self) -> None:
-        await super().async_added_to_hass()
-        self._written_at = dt_util.utcnow()
+        return self.native_value is not None
 
 
 class SensorStatusEntity(SensorHandlerEntity, SensorEntity):
-    """online / offline / error / unknown of one I2C sensor."""
+    """starting / online / offline / error / unknown of one I2C sensor."""
 
     _attr_device_class = SensorDeviceClass.ENUM
     _attr_options = SENSOR_STATUSES

@@ -62,7 +62,7 @@ def test_outage_backfill_and_hass_kills(
             300,
             "the backlog to drain",
         )
-        entity = "sensor.reactor_1_ph"
+        entity = "sensor.simulated_bench_1_reactor_1_ph"
         metadata = wait_for(
             lambda: hass.query("SELECT id FROM statistics_meta WHERE statistic_id = ?", entity),
             120,

@@ -13,6 +13,8 @@ from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 # PHCC puts its own testing_config first on sys.path; importing our package
 # before the hass fixture runs makes HA find this integration (see docs/toolchain.md).
@@ -35,6 +37,13 @@ def auto_enable_custom_integrations(recorder_mock: Any, enable_custom_integratio
 def config_dir_in_tmp(hass: HomeAssistant, tmp_path: Path) -> None:
     """The archive and cursor files go to a fresh directory per test."""
     hass.config.config_dir = str(tmp_path)
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Snapshots that know Home Assistant's registry entries and states (ids and times
+    masked); syrupy's own fixture would otherwise win over PHCC's."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
 
 
 @pytest.fixture

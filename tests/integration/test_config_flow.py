@@ -1,4 +1,4 @@
-"""Config flow: user, zeroconf (with host update), reauth, reconfigure, options."""
+"""Config flow: user, zeroconf (with host update), reauth, reconfigure."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.selector import TextSelector, TextSelectorType
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -20,7 +21,7 @@ from custom_components.bioreactor.api import (
     BioreactorProtocolError,
     BioreactorRateLimitedError,
 )
-from custom_components.bioreactor.const import CONF_RESOLUTIONS, DOMAIN
+from custom_components.bioreactor.const import DOMAIN
 
 from .conftest import AGENT_ID, ENTRY_DATA, TOKEN
 
@@ -191,21 +192,20 @@ async def test_reconfigure_changes_host_port_and_token(
     assert dict(mock_config_entry.data) == changed
 
 
-async def test_options_flow_sets_resolutions(
+async def test_token_is_a_password_field_in_every_form(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry
 ) -> None:
     mock_config_entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
-    assert result["type"] is FlowResultType.FORM
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {"ph": 0.05, "temperature": 0.1, "dissolved_oxygen": 0.1, "orp": 2, "conductivity": 5},
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert mock_config_entry.options[CONF_RESOLUTIONS] == {
-        "pH": 0.05,
-        "°C": 0.1,
-        "mg/L": 0.1,
-        "mV": 2.0,
-        "µS/cm": 5.0,
-    }
+    forms = [
+        await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER}),
+        await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_ZEROCONF}, data=zeroconf_info(agent_id="other")
+        ),
+        await mock_config_entry.start_reauth_flow(hass),
+        await mock_config_entry.start_reconfigure_flow(hass),
+    ]
+    for form in forms:
+        assert form["type"] is FlowResultType.FORM
+        token = next(v for k, v in form["data_schema"].schema.items() if k == CONF_TOKEN)
+        assert isinstance(token, TextSelector), form["step_id"]
+        assert token.config["type"] == TextSelectorType.PASSWORD, form["step_id"]

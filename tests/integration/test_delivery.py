@@ -248,7 +248,7 @@ async def test_outage_backlog_becomes_hourly_statistics(
     await hass.async_block_till_done()
     await async_wait_recording_done(hass)
 
-    entity_id = "sensor.reactor_1_ph"
+    entity_id = "sensor.simulated_bench_1_reactor_1_ph"
     stats = await hass.async_add_executor_job(
         statistics_during_period, hass, now - timedelta(hours=5), now, {entity_id}, "hour", None,
         {"mean", "min", "max"},

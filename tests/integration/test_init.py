@@ -1,4 +1,4 @@
-"""Setup, entities, availability, dynamic devices, removal, diagnostics, repairs."""
+"""Setup, devices and their names, availability, dynamic devices, removal, repairs, brand."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import copy
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock
+from unittest.mock import AsyncMock, patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import CONF_HOST, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     device_registry as dr,
@@ -20,22 +21,30 @@ from homeassistant.helpers import (
     issue_registry as ir,
 )
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
+from PIL import Image
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
 )
 from syrupy.assertion import SnapshotAssertion
 
+import custom_components.bioreactor
 from custom_components.bioreactor.api import (
     BioreactorAuthenticationError,
+    BioreactorClient,
     BioreactorConnectionError,
+    ReadingsPage,
+    parse_info,
+    parse_status,
 )
 from custom_components.bioreactor.const import DOMAIN
-from custom_components.bioreactor.diagnostics import async_get_config_entry_diagnostics
 
-from .conftest import AGENT_ID, TOKEN
+from .conftest import AGENT_ID, ENTRY_DATA
 
-PH = "sensor.reactor_1_ph"
+BRAND = Path(custom_components.bioreactor.__file__).parent / "brand"
+
+PH = "sensor.simulated_bench_1_reactor_1_ph"
 pytestmark = pytest.mark.usefixtures("mock_client")
 
 
@@ -49,41 +58,6 @@ async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: flo
     freezer.tick(timedelta(seconds=seconds))
     async_fire_time_changed(hass)
     await hass.async_block_till_done(wait_background_tasks=True)
-
-
-@pytest.mark.usefixtures("entity_registry_enabled_by_default")
-async def test_entities_snapshot(
-    hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
-    entity_registry: er.EntityRegistry,
-    snapshot: SnapshotAssertion,
-) -> None:
-    await setup(hass, mock_config_entry)
-    entries = er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
-    # The stable part of every entity (registry ids and times change per run).
-    projection = [
-        {
-            "entity_id": e.entity_id,
-            "unique_id": e.unique_id,
-            "translation_key": e.translation_key,
-            "device_class": e.original_device_class,
-            "unit": e.unit_of_measurement,
-            "category": e.entity_category,
-            "disabled_by": e.disabled_by,
-            "capabilities": e.capabilities,
-            "state_attributes": {
-                k: v
-                for k, v in hass.states.get(e.entity_id).attributes.items()
-                if k != "friendly_name"
-            },
-        }
-        for e in sorted(entries, key=lambda e: e.entity_id)
-    ]
-    assert projection == snapshot
-    state = hass.states.get(PH)
-    assert state is not None
-    assert 5.0 < float(state.state) < 8.0
-    assert state.attributes["device_class"] == "ph"
 
 
 @pytest.mark.usefixtures("mock_client")
@@ -102,9 +76,113 @@ async def test_devices_per_reactor_via_agent(
     assert reactor.via_device_id == agent.id
     assert (reactor.manufacturer, reactor.name, reactor.sw_version) == (
         "Bioreactor",
-        "Reactor 1",
+        "Simulated bench 1 Reactor 1",
         "0.1.0",
     )
+
+
+async def test_devices(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    await setup(hass, mock_config_entry)
+    devices = dr.async_entries_for_config_entry(device_registry, mock_config_entry.entry_id)
+    assert sorted(devices, key=lambda d: d.name or "") == snapshot
+
+
+OTHER_AGENT_ID = "5b0e3c7a9d2f4e61"
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        # simulate's defaults, and two boards left at the same default host name.
+        (("Simulated bench 1", "Simulated bench 2"), ("Simulated bench 1", "Simulated bench 2")),
+        (("beaglebone", "beaglebone"), ("beaglebone ef785e", "beaglebone 5b0e3c")),
+    ],
+)
+async def test_two_agents_never_collide_whatever_the_setup_order(
+    hass: HomeAssistant,
+    status_payload: dict[str, Any],
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+    order: tuple[int, int],
+    names: tuple[str, str],
+    expected: tuple[str, str],
+) -> None:
+    """Both agents keep the default reactor ("Reactor 1" on bus 1)."""
+    agent_ids = (AGENT_ID, OTHER_AGENT_ID)
+    hosts = ("192.0.2.10", "192.0.2.11")
+    payloads = {
+        host: {**copy.deepcopy(status_payload), "agent_id": agent_id, "name": name}
+        for host, agent_id, name in zip(hosts, agent_ids, names, strict=True)
+    }
+
+    def client_for(host: str, *_: Any, **__: Any) -> AsyncMock:
+        payload = payloads[host]
+        client = AsyncMock(spec=BioreactorClient)
+        client.info.side_effect = lambda: parse_info(payload)
+        client.status.side_effect = lambda: parse_status(
+            {**payload, "time": dt_util.utcnow().isoformat()}
+        )
+        client.readings.return_value = ReadingsPage(payload["agent_id"], "epoch1", 0, False, ())
+        client.ack.return_value = 0
+        return client
+
+    entries = [
+        MockConfigEntry(
+            domain=DOMAIN,
+            title=name,
+            unique_id=agent_id,
+            data={**ENTRY_DATA, CONF_HOST: host},
+        )
+        for host, agent_id, name in zip(hosts, agent_ids, names, strict=True)
+    ]
+    # Registered in either order and set up together, as at every start of Home Assistant.
+    for index in order:
+        entries[index].add_to_hass(hass)
+    with patch("custom_components.bioreactor.BioreactorClient", side_effect=client_for):
+        assert await async_setup_component(hass, DOMAIN, {})
+        await hass.async_block_till_done(wait_background_tasks=True)
+
+    entity_ids: list[set[str]] = []
+    for entry, agent_name in zip(entries, expected, strict=True):
+        reactor = device_registry.async_get_device_by_identifier(
+            (DOMAIN, f"{entry.unique_id}_bus1"), entry.entry_id
+        )
+        assert reactor is not None
+        assert reactor.name == f"{agent_name} Reactor 1"
+        prefix = agent_name.lower().replace(" ", "_")
+        ids = {
+            e.entity_id for e in er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+        }
+        assert f"sensor.{prefix}_reactor_1_ph" in ids
+        # Every entity id starts with its own agent's name: nothing left to a `_2`.
+        assert all(i.split(".")[1].startswith(f"{prefix}_") for i in ids)
+        entity_ids.append({i.replace(f".{prefix}_", ".") for i in ids})
+    assert entity_ids[0] == entity_ids[1]
+
+
+async def test_brand_images_are_served(hass: HomeAssistant, hass_client: Any) -> None:
+    assert await async_setup_component(hass, "brands", {})
+    client = await hass_client()
+    sizes = {}
+    for image in ("icon.png", "icon@2x.png", "logo.png", "logo@2x.png"):
+        response = await client.get(f"/api/brands/integration/{DOMAIN}/{image}")
+        assert response.status == 200, image
+        assert await response.read() == (BRAND / image).read_bytes()
+        with Image.open(BRAND / image) as png:
+            sizes[image] = png.size
+            assert png.mode == "RGBA", image
+    assert sizes["icon.png"] == (256, 256)
+    assert sizes["icon@2x.png"] == (512, 512)
+    # Logos: landscape, the shorter side 128 to 256 pixels (twice that for @2x).
+    width, height = sizes["logo.png"]
+    assert width >= height and 128 <= height <= 256
+    assert sizes["logo@2x.png"] == (2 * width, 2 * height)
 
 
 async def test_agent_down_and_back(
@@ -166,35 +244,9 @@ async def test_offline_sensor_unavailable_others_update(
     temperature["quantities"][0]["value"] = 31.5
     await poll(hass, freezer, 10)
     assert hass.states.get(PH).state == STATE_UNAVAILABLE
-    assert hass.states.get("sensor.reactor_1_temperature_2").state == "31.5"
-    assert hass.states.get("sensor.reactor_1_status_ph_0x63").state == "offline"
-
-
-async def test_small_changes_are_not_recorded_until_the_heartbeat(
-    hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
-    sensors_of: Callable[[], list[dict[str, Any]]],
-    freezer: FrozenDateTimeFactory,
-) -> None:
-    await setup(hass, mock_config_entry)
-    ph = next(s for s in sensors_of() if s["kind"] == "ph")["quantities"][0]
-    ph["value"] = 6.9
-    await poll(hass, freezer, 10)
-    first = hass.states.get(PH)
-    assert first.state == "6.9"
-
-    ph["value"] = 6.904  # below the 0.01 pH resolution: no new state
-    await poll(hass, freezer, 10)
-    assert hass.states.get(PH).last_updated == first.last_updated
-
-    ph["value"] = 6.95  # beyond it: written at once
-    await poll(hass, freezer, 10)
-    assert hass.states.get(PH).state == "6.95"
-
-    ph["value"] = 6.952
-    for _ in range(31):  # the heartbeat writes it within 5 minutes anyway
-        await poll(hass, freezer, 10)
-    assert hass.states.get(PH).state == "6.952"
+    liquid = "sensor.simulated_bench_1_reactor_1_liquid_temperature"
+    assert hass.states.get(liquid).state == "31.5"
+    assert hass.states.get("sensor.simulated_bench_1_reactor_1_status_ph_0x63").state == "offline"
 
 
 async def test_new_sensor_appears_without_reload(
@@ -213,7 +265,7 @@ async def test_new_sensor_appears_without_reload(
     ]
     status_payload["reactors"].append(reactor)
     await poll(hass, freezer, 10)
-    state = hass.states.get("sensor.reactor_2_orp")
+    state = hass.states.get("sensor.simulated_bench_1_reactor_2_orp")
     assert state is not None
     assert state.attributes["unit_of_measurement"] == "mV"
 
@@ -255,17 +307,6 @@ async def test_device_removal_only_for_offline_reactors(
     assert await remove(reactor.id)
     forgotten = {call.args[0] for call in mock_client.forget_sensor.await_args_list}
     assert forgotten == {s["id"] for s in sensors_of()}
-
-
-async def test_diagnostics_redact_the_token(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry, mock_client: AsyncMock
-) -> None:
-    await setup(hass, mock_config_entry)
-    diagnostics = await async_get_config_entry_diagnostics(hass, mock_config_entry)
-    assert diagnostics["entry"]["data"]["token"] == "**REDACTED**"
-    assert TOKEN not in repr(diagnostics)
-    assert diagnostics["status"]["info"]["agent_id"] == AGENT_ID
-    assert diagnostics["delivery"]["epoch"] == "epoch1"
 
 
 async def test_repairs_raised_and_cleared(

@@ -1,0 +1,143 @@
+"""Sensor platform: names, device classes, every change written, statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import STATE_UNAVAILABLE, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+    snapshot_platform,
+)
+from syrupy.assertion import SnapshotAssertion
+
+from . import setup_integration
+
+REACTOR = "sensor.simulated_bench_1_reactor_1"
+pytestmark = pytest.mark.usefixtures("mock_client")
+
+
+async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
+    freezer.tick(timedelta(seconds=10))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+def quantity(sensors_of: Callable[[], list[dict[str, Any]]], kind: str, key: str) -> dict[str, Any]:
+    sensor = next(s for s in sensors_of() if s["kind"] == kind)
+    found: dict[str, Any] = next(q for q in sensor["quantities"] if q["key"] == key)
+    return found
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_entities(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
+
+
+async def test_same_quantity_of_two_chips_has_two_names(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    air = hass.states.get(f"{REACTOR}_air_temperature")
+    liquid = hass.states.get(f"{REACTOR}_liquid_temperature")
+    assert air.attributes["friendly_name"] == "Simulated bench 1 Reactor 1 Air temperature"
+    assert liquid.attributes["friendly_name"] == "Simulated bench 1 Reactor 1 Liquid temperature"
+    assert float(air.state) != float(liquid.state)
+    assert hass.states.get(f"{REACTOR}_temperature") is None
+
+
+async def test_raw_adc_channels_are_disabled_by_default(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    channels = [
+        e
+        for e in er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
+        if e.translation_key == "adc_voltage"
+    ]
+    assert [e.entity_id for e in channels] == [f"{REACTOR}_adc_voltage_{n}" for n in range(4)]
+    assert {e.disabled_by for e in channels} == {er.RegistryEntryDisabler.INTEGRATION}
+    assert all(hass.states.get(e.entity_id) is None for e in channels)
+
+
+async def test_dispensed_volume_is_a_growing_volume(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    state = hass.states.get(f"{REACTOR}_dispensed_volume")
+    assert state.attributes["device_class"] == "volume"
+    assert state.attributes["state_class"] == "total_increasing"
+    assert state.attributes["unit_of_measurement"] == "mL"
+
+
+async def test_every_change_is_written_and_only_changes(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    sensors_of: Callable[[], list[dict[str, Any]]],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    ph = quantity(sensors_of, "ph", "ph")
+    ph["value"] = 6.90
+    await poll(hass, freezer)
+    assert hass.states.get(f"{REACTOR}_ph").state == "6.9"
+
+    # One step of the chip's 0.01 resolution (6.91 - 6.90 < 0.01 in floating point).
+    ph["value"] = 6.91
+    await poll(hass, freezer)
+    written = hass.states.get(f"{REACTOR}_ph")
+    assert written.state == "6.91"
+
+    # An unchanged value writes no new state (the recorder stores nothing new).
+    await poll(hass, freezer)
+    assert hass.states.get(f"{REACTOR}_ph").last_updated == written.last_updated
+
+
+async def test_sensor_status_and_availability_follow_the_agent(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    sensors_of: Callable[[], list[dict[str, Any]]],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    ph = next(s for s in sensors_of() if s["kind"] == "ph")
+    status = f"{REACTOR}_status_ph_0x63"
+    assert hass.states.get(status).state == "online"
+
+    for agent_status in ("starting", "error", "offline"):
+        ph["status"] = agent_status
+        await poll(hass, freezer)
+        assert hass.states.get(status).state == agent_status
+        assert hass.states.get(f"{REACTOR}_ph").state == STATE_UNAVAILABLE
+
+    ph["status"] = "online"
+    await poll(hass, freezer)
+    assert float(hass.states.get(f"{REACTOR}_ph").state) > 0
+
+
+async def test_unknown_quantity_gets_a_generic_entity(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    sensors_of: Callable[[], list[dict[str, Any]]],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    do = next(s for s in sensors_of() if s["kind"] == "do")
+    do["quantities"].append({**do["quantities"][0], "key": "partial_pressure", "unit": "hPa"})
+    await poll(hass, freezer)
+    state = hass.states.get(f"{REACTOR}_partial_pressure")
+    assert state.attributes["friendly_name"] == "Simulated bench 1 Reactor 1 Partial pressure"
+    assert state.attributes["unit_of_measurement"] == "hPa"
