@@ -380,8 +380,10 @@ def _bus(data: Any, path: str) -> BusStatus:
 def _problem(data: Any, path: str) -> Problem:
     if not isinstance(data, str):
         raise BioreactorProtocolError(f"{path}: expected a string")
+    # Codes name nothing on disk: any non-empty word is kept, so a newer agent's new
+    # problem never makes its whole status unreadable.
     code, separator, subject = data.partition(":")
-    if not valid_id(code) or (separator and not subject):
+    if not code or (separator and not subject):
         raise BioreactorProtocolError(f"{path}: expected <code> or <code>:<subject>, not {data!r}")
     return Problem(code, subject if separator else None)
 

@@ -109,7 +109,12 @@ async def test_status_fields_of_older_agents_are_optional(serve: Any) -> None:
 
 async def test_new_status_fields_are_parsed(serve: Any) -> None:
     payload = status_fixture()
-    payload["problems"] = ["journal_new_epoch", "sensor_error:bus1-ph-63", "clock_unsynced"]
+    payload["problems"] = [
+        "journal_new_epoch",
+        "sensor_error:bus1-ph-63",
+        "clock_unsynced",
+        "Newer_Problem",
+    ]
     payload["journal"]["dropped"] = 15
     payload["journal"]["dropped_by_cause"] = {"budget": 12, "recovery": 3}
     payload["discovery"] = {"state": "running", "last_scan": None}
@@ -120,6 +125,7 @@ async def test_new_status_fields_are_parsed(serve: Any) -> None:
         Problem("journal_new_epoch", None),
         Problem("sensor_error", "bus1-ph-63"),
         Problem("clock_unsynced", None),
+        Problem("Newer_Problem", None),
     )
     assert [str(p) for p in status.problems] == payload["problems"]
     assert status.has_problem("clock_unsynced")
@@ -161,7 +167,7 @@ async def test_new_status_fields_are_parsed(serve: Any) -> None:
             "reactors[0].sensors[0].last_seen: expected a time with a time zone",
         ),
         (lambda p: p.update(problems=["sensor_error:"]), "problems[0]: expected <code>"),
-        (lambda p: p.update(problems=["Bad Code"]), "problems[0]: expected <code>"),
+        (lambda p: p.update(problems=[":bus1-ph-63"]), "problems[0]: expected <code>"),
         (
             lambda p: p["journal"].update(dropped_by_cause={"budget": -1}),
             "journal.dropped_by_cause.budget: expected a count",
