@@ -405,6 +405,9 @@ async def test_real_agent_answers_validate_and_name_their_agent(agent: AgentProc
             await asyncio.sleep(0.1)
             page = await client.readings(0, limit=50)
         assert status.info.agent_id == page.agent_id == info.agent_id
+        # The agent's newer status fields arrive typed.
+        assert status.discovery is not None
+        assert status.discovery.state in {"running", "idle"}
         assert page.readings, "the simulated agent journals readings within seconds"
         other = BioreactorClient(
             "127.0.0.1", agent.port, agent.token, session, agent_id="0000000000000000"
