@@ -30,7 +30,8 @@ from .discovery import SCAN_ADDRESSES, Place, ScanResult, identify_address, scan
 from .drivers.base import Timing
 from .identity import agent_id as hardware_agent_id
 from .models import NewReading
-from .simulator.lab import CatchUpClock, build_reactor_bus
+from .simulator.adapters import ADAPTERS, Adapter
+from .simulator.lab import CatchUpClock, build_board_bus, build_reactor_bus
 from .simulator.physics import ReactorModel
 
 _LOGGER = logging.getLogger("bioreactor_edge")
@@ -68,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     scan_cmd.add_argument("--bus", type=int, default=1, help="bus number without --config")
     scan_cmd.add_argument(
         "--simulated", action="store_true", help="scan a simulated reactor bus instead"
+    )
+    scan_cmd.add_argument(
+        "--board",
+        choices=sorted(ADAPTERS),
+        help="scan a simulated board as it comes (cape EEPROMs bound to the kernel, "
+        "an unconfigured multiplexer at 0x70) behind this adapter model",
     )
     scan_cmd.set_defaults(handler=_cmd_scan)
 
@@ -210,6 +217,14 @@ def _simulated_bus(seed: int, sensors: int, speed: float) -> Callable[[int], Raw
     return factory
 
 
+def _simulated_board(adapter: Adapter, speed: float) -> Callable[[int], RawBus]:
+    def factory(bus_number: int) -> RawBus:
+        model = ReactorModel(seed=bus_number)
+        return build_board_bus(model, adapter=adapter, speed=speed, seed=bus_number)
+
+    return factory
+
+
 async def _serve(agents: list[tuple[Agent, str, str, int]], *, advertise: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -313,19 +328,23 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         targets = [(r.id, r.bus, r.mux_address, r.mux_channel) for r in config.reactors]
     else:
         targets = [(f"bus{args.bus}", args.bus, None, None)]
-    raw: Callable[[int], RawBus] = (
-        _simulated_bus(args.bus, 8, 5.0) if args.simulated else SMBusRaw
-    )
-    timing = Timing().scaled(5.0) if args.simulated else Timing()
-    print(asyncio.run(_scan_table(targets, raw, timing)))
+    speed = 5.0  # simulated chips answer this many times faster than real ones
+    raw: Callable[[int], RawBus] = SMBusRaw
+    if args.board:
+        raw = _simulated_board(ADAPTERS[args.board], speed)
+    elif args.simulated:
+        raw = _simulated_bus(args.bus, 8, speed)
+    timing = Timing().scaled(speed) if args.simulated or args.board else Timing()
+    print(asyncio.run(scan_report(targets, raw, timing)))
     return 0
 
 
-async def _scan_table(
+async def scan_report(
     targets: list[tuple[str, int, int | None, int | None]],
     raw: Callable[[int], RawBus],
     timing: Timing,
 ) -> str:
+    """What `scan` prints: per reactor an i2cdetect grid, then what each address is."""
     out: list[str] = []
     buses: dict[int, BusOwner] = {}
     try:

@@ -17,6 +17,9 @@ SCAN_ADDRESSES: range = range(0x08, 0x78)
 
 # A multiplexer channel of a bus, or None for the main bus.
 Place = tuple[int, int] | None
+# Identification is asked this often before an address is called unknown: a
+# Raspberry Pi's controller can lose one reply to clock stretching.
+IDENTIFY_ATTEMPTS = 2
 
 
 @dataclass(slots=True)
@@ -119,6 +122,16 @@ async def identify_address(device: I2CDevice, *, timing: Timing = DEFAULT_TIMING
             "configure the multiplexer (mux_address) or pin the sensor",
             "mux_range",
         )
+    found = Identification(None)
+    for _ in range(IDENTIFY_ATTEMPTS):
+        found = await _identify_once(device, timing)
+        # A busy circuit stays busy for a while: the next scan asks again.
+        if found.identity is not None or found.code == "timeout":
+            break
+    return found
+
+
+async def _identify_once(device: I2CDevice, timing: Timing) -> Identification:
     try:
         identity = await identify(device, timing=timing)
     except BusTimeout:
