@@ -75,6 +75,7 @@ class Sht4xChip(SimChip):
         self._frame: bytes | None = None
         self._ready_at = 0.0
         self.measurements: list[tuple[int, int]] = []  # raw (T, RH) words sent (tests)
+        self.words_override: tuple[int, int] | None = None  # replaces measured words (tests)
 
     def _busy(self) -> bool:
         return self._clock() < self._ready_at
@@ -90,8 +91,7 @@ class Sht4xChip(SimChip):
             raise BusNak(f"0x{self.address:02x}: SHT4x commands are one byte, got {data.hex()}")
         command = data[0]
         if command in MEASURE_S or command in HEATER_S:
-            state = self.model.state()
-            words = (raw_temperature(state.air_temperature_c), raw_humidity(state.humidity_pct))
+            words = self.words_override or self._measure()
             self.measurements.append(words)
             self._answer(frame(*words), MEASURE_S.get(command) or HEATER_S[command])
         elif command == READ_SERIAL:
@@ -101,6 +101,10 @@ class Sht4xChip(SimChip):
             self._ready_at = self._clock() + RESET_S / self.speed
         else:
             raise BusNak(f"0x{self.address:02x}: SHT4x does not know command 0x{command:02x}")
+
+    def _measure(self) -> tuple[int, int]:
+        state = self.model.state()
+        return raw_temperature(state.air_temperature_c), raw_humidity(state.humidity_pct)
 
     def _answer(self, answer: bytes, duration_s: float) -> None:
         self._frame = answer
