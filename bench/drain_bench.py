@@ -28,7 +28,7 @@ from tests.support.light_pipeline import install, run_blocking  # noqa: E402
 
 install()
 from custom_components.bioreactor.api import BioreactorClient  # noqa: E402
-from custom_components.bioreactor.delivery import Delivery  # noqa: E402
+from custom_components.bioreactor.delivery.pipeline import Delivery  # noqa: E402
 from tests.support.agent_process import AgentProcess  # noqa: E402
 
 TARGET_READINGS = 3_900_000
@@ -82,7 +82,8 @@ async def ceiling(agent: AgentProcess) -> float:
 async def drain(agent: AgentProcess, out: Path) -> tuple[float, int]:
     async with aiohttp.ClientSession() as session:
         client = BioreactorClient("127.0.0.1", agent.port, agent.token, session, request_timeout=60)
-        delivery = Delivery(client, out / "archive", out / "cursor.json", run_blocking)
+        agent_id = (await client.info()).agent_id
+        delivery = Delivery(client, agent_id, out / "archive", out / "cursor.json", run_blocking)
         await delivery.recover()
         start = time.perf_counter()
         delivered = 0

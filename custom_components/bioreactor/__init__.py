@@ -46,6 +46,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -> bool:
+    # Delivery first: a reload's new setup waits for its storage job anyway (per-agent lock).
+    await entry.runtime_data.async_stop_delivery()
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 

@@ -1,27 +1,25 @@
-"""One coordinator per agent: polls /status for live state and drains its readings.
+"""One coordinator per agent: polls /status for live state and repairs.
 
 Live entity state comes from the agent's status (the newest reading of every
-quantity). Every reading also goes through the exactly-once delivery pipeline
-into the raw archive; readings that arrive too late to be live (an outage
-backlog) become hourly long-term statistics.
+quantity). After each poll it starts the agent's delivery (`delivery/`) as a
+background task: the exactly-once pipeline into the raw archive, then the
+statistics import of complete backlog hours.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from homeassistant.components.recorder.models import StatisticData, StatisticMeanType
-from homeassistant.components.recorder.statistics import async_import_statistics
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
-from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
+from homeassistant.util.hass_dict import HassKey
 
 from .api import (
     AgentStatus,
@@ -30,29 +28,25 @@ from .api import (
     BioreactorError,
     BioreactorRateLimitedError,
     BioreactorWrongAgentError,
-    Reading,
 )
-from .backfill import HourlyBackfill
 from .const import (
     ARCHIVE_DIR,
     CLOCK_SKEW_LIMIT,
     DOMAIN,
     DRAIN_PAGES_PER_RUN,
-    LIVE_WINDOW,
     LOGGER,
     MAX_BACKOFF,
     SCAN_INTERVAL,
     SENSOR_ERROR_REPAIR_AFTER,
 )
-from .delivery import Delivery
+from .delivery.pipeline import Delivery, StorageError
+from .delivery.recorder_import import import_due_hours
 
 type BioreactorConfigEntry = ConfigEntry[BioreactorCoordinator]
 
-
-@dataclass(frozen=True, slots=True)
-class DeliveryState:
-    remaining: int
-    delivered: int
+# One lock per agent id for the life of Home Assistant: a reloaded entry's new
+# pipeline waits until the old one's storage job has finished.
+DELIVERY_LOCKS: HassKey[dict[str, asyncio.Lock]] = HassKey(f"{DOMAIN}_delivery_locks")
 
 
 class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
@@ -74,19 +68,19 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         self.client = client
         self.agent_id: str = entry.unique_id or entry.entry_id
         self.archive_dir = Path(hass.config.path(ARCHIVE_DIR))
-        agent_dir = self.archive_dir / self.agent_id
         self.delivery = Delivery(
             client,
-            agent_dir,
+            self.agent_id,
+            self.archive_dir / self.agent_id,
             Path(hass.config.path(".storage", f"{DOMAIN}_cursor_{self.agent_id}.json")),
             hass.async_add_executor_job,
+            lock=hass.data.setdefault(DELIVERY_LOCKS, {}).setdefault(self.agent_id, asyncio.Lock()),
+            now=dt_util.utcnow,
         )
-        self._backfill = HourlyBackfill(agent_dir)
         self._drain: asyncio.Task[None] | None = None
         # Off until the entities exist: backfilled statistics need their entity ids.
         self._delivering = False
         self._error_since: dict[str, datetime] = {}
-        self.delivered_total = 0
 
     async def _async_setup(self) -> None:
         await self.delivery.recover()
@@ -140,55 +134,26 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
             )
 
     async def _drain_backlog(self) -> None:
-        """Pulls pages until caught up (bounded per run; the next poll continues)."""
-        for _ in range(DRAIN_PAGES_PER_RUN):
-            try:
-                delivered = await self.delivery.pull()
-            except BioreactorError as err:
-                LOGGER.debug("delivery from %s paused: %s", self.agent_id, err)
-                return
-            self.delivered_total += len(delivered.readings)
-            if delivered.readings:
-                await self._backfill_statistics(delivered.readings)
-            if not delivered.more:
-                return
+        """Pulls pages until caught up (bounded per run; the next poll continues), then
+        imports the backlog hours that are complete."""
+        try:
+            await self.delivery.drain(DRAIN_PAGES_PER_RUN)
+            await import_due_hours(self.hass, self.delivery)
+        except StorageError as err:
+            LOGGER.warning("delivery from %s paused: %s", self.agent_id, err)
+        except BioreactorError as err:
+            LOGGER.debug("delivery from %s paused: %s", self.agent_id, err)
 
-    async def _backfill_statistics(self, readings: tuple[Reading, ...]) -> None:
-        cutoff = dt_util.utcnow() - LIVE_WINDOW
-        hours = await self.hass.async_add_executor_job(self._backfill.add, readings, cutoff)
-        if not hours:
-            return
-        registry = er.async_get(self.hass)
-        for (sensor, quantity), aggregates in hours.items():
-            entity_id = registry.async_get_entity_id(
-                "sensor", DOMAIN, f"{self.agent_id}_{sensor}_{quantity}"
-            )
-            if entity_id is None:
-                continue
-            entry = registry.async_get(entity_id)
-            # The statistics' unit is the entity's (pH entities have none).
-            unit = entry.unit_of_measurement if entry else None
-            async_import_statistics(
-                self.hass,
-                {
-                    "mean_type": StatisticMeanType.ARITHMETIC,
-                    "has_sum": False,
-                    "name": None,
-                    "source": "recorder",
-                    "statistic_id": entity_id,
-                    "unit_class": None,
-                    "unit_of_measurement": unit,
-                },
-                [
-                    StatisticData(start=start, mean=a.mean, min=a.minimum, max=a.maximum)
-                    for start, a in aggregates
-                ],
-            )
+    async def async_stop_delivery(self) -> None:
+        """Stops delivery and waits until its storage job (if any) has finished."""
+        self._delivering = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.cancel()
+            await asyncio.wait([self._drain])
 
     async def async_shutdown(self) -> None:
         await super().async_shutdown()
-        if self._drain is not None and not self._drain.done():
-            self._drain.cancel()
+        await self.async_stop_delivery()
 
     # -- repairs -----------------------------------------------------------------
 

@@ -28,6 +28,6 @@ async def async_get_config_entry_diagnostics(
             "epoch": position.epoch,
             "cursor_seq": position.seq,
             "remaining": coordinator.delivery.remaining,
-            "delivered_since_start": coordinator.delivered_total,
+            "delivered_since_start": coordinator.delivery.delivered_total,
         },
     }

@@ -1,4 +1,4 @@
-"""The `bioreactor.export_readings` service: a CSV of archived readings."""
+"""The `bioreactor.export_readings` service: a CSV of one device's archived readings."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from pathlib import Path
 import probatio as vol
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.util import dt as dt_util
 
-from . import archive
 from .const import ARCHIVE_DIR, DOMAIN, EXPORT_DIR
+from .delivery import archive
 
 SERVICE_EXPORT = "export_readings"
 EXPORT_SCHEMA = vol.Schema(
     {
-        vol.Required("reactor"): vol.All(cv.string, vol.Match(r"^[a-z0-9][a-z0-9_-]{0,31}$")),
+        vol.Required("device_id"): cv.string,
         vol.Required("start"): cv.datetime,
         vol.Required("end"): cv.datetime,
     }
@@ -30,20 +30,49 @@ def _utc(value: datetime) -> datetime:
     )
 
 
+def _archive_scope(hass: HomeAssistant, device_id: str) -> tuple[str, str | None]:
+    """(agent id, reactor id) of a reactor device, (agent id, None) of an agent device."""
+    device = dr.async_get(hass).async_get(device_id)
+    if device is not None:
+        for entry_id in device.config_entries:
+            entry = hass.config_entries.async_get_entry(entry_id)
+            if entry is None or entry.domain != DOMAIN or entry.unique_id is None:
+                continue
+            agent_id = entry.unique_id
+            for domain, identifier in device.identifiers:
+                if domain != DOMAIN:
+                    continue
+                if identifier == agent_id:
+                    return agent_id, None
+                if identifier.startswith(agent_id + "_"):
+                    return agent_id, identifier.removeprefix(agent_id + "_")
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="export_unknown_device",
+        translation_placeholders={"device_id": device_id},
+    )
+
+
 async def _export(call: ServiceCall) -> ServiceResponse:
     hass = call.hass
-    reactor: str = call.data["reactor"]
+    agent_id, reactor = _archive_scope(hass, call.data["device_id"])
     start, end = _utc(call.data["start"]), _utc(call.data["end"])
     if end <= start:
         raise ServiceValidationError(
             translation_domain=DOMAIN, translation_key="export_range_invalid"
         )
-    name = f"{reactor}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
+    scope = f"{agent_id}_{reactor}" if reactor else agent_id
+    name = f"{scope}_{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.csv"
     out = Path(hass.config.path(EXPORT_DIR, name))
-    path, rows = await hass.async_add_executor_job(
-        archive.export, Path(hass.config.path(ARCHIVE_DIR)), reactor, start, end, out
+    rows = await hass.async_add_executor_job(
+        archive.export,
+        Path(hass.config.path(ARCHIVE_DIR, agent_id)),
+        None if reactor is None else {reactor},
+        start,
+        end,
+        out,
     )
-    return {"path": str(path), "rows": rows}
+    return {"path": str(out), "rows": rows}
 
 
 def async_setup_services(hass: HomeAssistant) -> None:

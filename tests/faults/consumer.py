@@ -19,7 +19,7 @@ from tests.support.light_pipeline import install, run_blocking
 
 install()
 from custom_components.bioreactor.api import BioreactorClient, BioreactorError  # noqa: E402
-from custom_components.bioreactor.delivery import Delivery  # noqa: E402
+from custom_components.bioreactor.delivery.pipeline import Delivery, StorageError  # noqa: E402
 
 
 async def consume(
@@ -27,14 +27,25 @@ async def consume(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         client = BioreactorClient(host, port, token, session, request_timeout=5)
+        while True:  # pairing: learn the agent's id once
+            try:
+                agent_id = (await client.info()).agent_id
+                break
+            except BioreactorError:
+                await asyncio.sleep(0.05)
         delivery = Delivery(
-            client, out_dir / "archive", out_dir / "cursor.json", run_blocking, page_size=page_size
+            client,
+            agent_id,
+            out_dir / "archive",
+            out_dir / "cursor.json",
+            run_blocking,
+            page_size=page_size,
         )
         await delivery.recover()
         while True:
             try:
                 delivered = await delivery.pull()
-            except BioreactorError:
+            except (BioreactorError, StorageError):
                 await asyncio.sleep(0.05)
                 continue
             if until_caught_up and not delivered.more and delivered.remaining == 0:
