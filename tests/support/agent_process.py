@@ -101,11 +101,15 @@ class AgentProcess:
                 )
             try:
                 status: dict[str, Any] = self.get("/api/v1/status")
-                return status
             except (OSError, urllib.error.URLError):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"agent not ready: {self.log_tail()}") from None
-                time.sleep(0.05)
+                status = {}
+            # The agent answers from its first second; ready means its first
+            # discovery has finished too, so its sensors are listed.
+            if status.get("discovery", {}).get("state") == "idle":
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agent not ready: {self.log_tail()}") from None
+            time.sleep(0.05)
 
     def get(self, path: str) -> Any:
         request = urllib.request.Request(
