@@ -197,6 +197,8 @@ class Agent:
             if handler.status not in (SensorStatus.OFFLINE, SensorStatus.UNKNOWN):
                 raise SensorInUse(f"sensor {sensor_id} is {handler.status.value}")
             del reactor.sensors[sensor_id]
+            # Forgetting an unknown address also forgets its identification backoff.
+            reactor.retries.pop(handler.address, None)
             _LOGGER.info("forgot sensor %s", sensor_id)
             return
         raise KeyError(sensor_id)

@@ -13,7 +13,7 @@ import pytest
 from bioreactor_edge.agent import Agent
 from bioreactor_edge.api import SensorInUse
 from bioreactor_edge.bus import RawBus
-from bioreactor_edge.config import AgentConfig, PinnedSensor, default_config
+from bioreactor_edge.config import AgentConfig, PinnedSensor, ReactorConfig, default_config
 from bioreactor_edge.drivers.base import Timing
 from bioreactor_edge.simulator.chips import SimChip
 from bioreactor_edge.simulator.lab import build_chip, build_reactor_bus
@@ -172,8 +172,10 @@ async def test_unidentified_address_is_listed_as_unknown(agent: Agent, bus: Virt
     assert unknown["quantities"] == []
     assert unknown["last_error"] == "unsupported_chip"
     assert "none of the supported chips" in unknown["error_message"]
+    assert 0x20 in agent.reactors["bus1"].retries
     agent.forget_sensor("bus1-unknown-20")
     assert "bus1-unknown-20" not in sensors(agent)
+    assert 0x20 not in agent.reactors["bus1"].retries
 
 
 class CountingChip(SimChip):
@@ -292,3 +294,33 @@ async def test_pinned_sensors_without_scanning(tmp_path: Path, bus: VirtualBus) 
         assert sensors(agent)["bus1-orp-5a"]["last_error"] == "nak"
     finally:
         await agent.stop()
+
+
+async def test_reactors_behind_a_mux_do_not_claim_main_bus_chips(tmp_path: Path) -> None:
+    model = ReactorModel(seed=11)
+    vbus = VirtualBus()
+    vbus.add(build_chip("rtd", 0x66, model, speed=RATE_HZ, seed=1))  # on the main bus
+    vbus.add(build_chip("ph", 0x63, model, speed=RATE_HZ, seed=2), mux_channel=0)
+    vbus.add(build_chip("orp", 0x62, model, speed=RATE_HZ, seed=3), mux_channel=1)
+    reactors = (
+        ReactorConfig(id="main", name="Main", bus=1),
+        ReactorConfig(id="left", name="Left", bus=1, mux_address=0x70, mux_channel=0),
+        ReactorConfig(id="right", name="Right", bus=1, mux_address=0x70, mux_channel=1),
+    )
+    agent = Agent(
+        fast_config(tmp_path, reactors=reactors),
+        agent_id="e" * 16,
+        raw_bus=single_bus(vbus),
+        timing=TIMING,
+    )
+    await agent.start()
+    try:
+        await wait_for(lambda: not agent.discovering)
+        found = {r["id"]: sorted(s["id"] for s in r["sensors"]) for r in agent.status()["reactors"]}
+    finally:
+        await agent.stop()
+    assert found == {
+        "main": ["main-rtd-66"],
+        "left": ["left-ph-63"],
+        "right": ["right-orp-62"],
+    }
