@@ -324,3 +324,22 @@ async def test_reactors_behind_a_mux_do_not_claim_main_bus_chips(tmp_path: Path)
         "left": ["left-ph-63"],
         "right": ["right-orp-62"],
     }
+
+
+async def test_an_rtd_without_probe_never_poisons_compensation(
+    agent: Agent, bus: VirtualBus
+) -> None:
+    rtd, ph = bus.chip(0x66), bus.chip(0x63)
+    await wait_for(lambda: agent.journal.stats().newest_seq >= 100)
+    assert 30.0 < ph.compensation_c < 45.0  # type: ignore[attr-defined]
+    rtd.probe_connected = False  # type: ignore[attr-defined]  # the RTD now reads -1023
+    await wait_for(lambda: "uncompensated:bus1-ph-63" in agent.status()["problems"])
+    seen = agent.journal.stats().newest_seq
+    await wait_for(lambda: agent.journal.stats().newest_seq > seen + 100)
+    readings, _ = await agent.journal.read_after(seen, 10_000)
+    assert {r.quality for r in readings if r.sensor == "bus1-ph-63"} == {"uncompensated"}
+    assert {r.quality for r in readings if r.sensor == "bus1-rtd-66"} <= {"suspect"}
+    # The circuit keeps the last good temperature it was sent, never -1023.
+    assert 30.0 < ph.compensation_c < 45.0  # type: ignore[attr-defined]
+    rtd.probe_connected = True  # type: ignore[attr-defined]
+    await wait_for(lambda: "uncompensated:bus1-ph-63" not in agent.status()["problems"])
