@@ -248,6 +248,8 @@ class BusOwner:
         # cleared SMBUS_QUICK when the adapter refuses it although it claims it.
         self._funcs: int | None = None
         self._closed = False
+        # One lock per chip for command-reply conversations (see I2CDevice.conversation).
+        self._conversations: dict[tuple[int, int | None, int | None], asyncio.Lock] = {}
 
     @property
     def known_muxes(self) -> frozenset[int]:
@@ -271,6 +273,12 @@ class BusOwner:
             and bool(self._funcs & I2cFunc.SMBUS_QUICK)
             and not any(address in r for r in RECEIVE_BYTE_PROBE_RANGES)
         )
+
+    def conversation(
+        self, address: int, mux_address: int | None, mux_channel: int | None
+    ) -> asyncio.Lock:
+        """The lock of one chip's command-reply conversations (shared by all its handles)."""
+        return self._conversations.setdefault((address, mux_address, mux_channel), asyncio.Lock())
 
     def device(
         self, address: int, *, mux_address: int | None = None, mux_channel: int | None = None
@@ -452,6 +460,15 @@ class I2CDevice:
 
     async def write_read(self, data: bytes, length: int) -> bytes:
         return await self._run(lambda raw: raw.write_read(self.address, data, length))
+
+    def conversation(self) -> asyncio.Lock:
+        """Held across a command, its processing delay and its reply read.
+
+        An EZO circuit keeps one pending reply: a second command sent to it
+        between another's write and read (the sampler reading a pump while a
+        dose is commanded) would take that reply. Both parties hold this lock.
+        """
+        return self._owner.conversation(self.address, self.mux_address, self.mux_channel)
 
     async def probe(self) -> Presence:
         """Whether a chip acknowledges, probing the way i2cdetect's default mode does.

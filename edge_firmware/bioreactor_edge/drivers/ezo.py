@@ -150,12 +150,17 @@ async def identify_ezo(device: I2CDevice, timing: Timing) -> Identity | None:
     return Identity(kind=kind, model=MODELS[kind], firmware=parts[2] or None)
 
 
+def decimal_text(value: float) -> str:
+    """`19.5` for 19.5, as the datasheets write arguments (`T,19.5`, `D,0.5`); two decimals."""
+    # + 0.0 turns a rounded -0.0 into 0.0.
+    return f"{round(value, 2) + 0.0:.2f}".rstrip("0").rstrip(".")
+
+
 def compensation_text(temperature_c: float) -> str:
-    """`19.5` for 19.5 °C, as the datasheets write it (`T,19.5`); at most two decimals."""
+    """The `T,`/`RT,` argument for a temperature in °C."""
     if not math.isfinite(temperature_c):
         raise ValueError(f"compensation temperature {temperature_c} is not finite")
-    # + 0.0 turns a rounded -0.0 into 0.0.
-    return f"{round(temperature_c, 2) + 0.0:.2f}".rstrip("0").rstrip(".")
+    return decimal_text(temperature_c)
 
 
 class EzoDriver(Driver):
@@ -379,28 +384,80 @@ class RtdDriver(EzoDriver):
         return [self.measurement(TEMPERATURE, to_celsius(value, self.scale))]
 
 
+# EZO-PMP cover page: "Flow rate 0.5ml to 105ml/min"; the calibrated maximum is `DC,?`.
+PMP_MAX_ML_PER_MIN = 105.0
+
+
 class PmpDriver(EzoDriver):
     """The dosing pump: its measurement is the total volume dispensed, in mL.
 
-    `TV,?` -> `?TV,<ml>` (EZO-PMP datasheet, I2C "Total volume dispensed";
+    `TV,?` -> `?TV,<ml>` (EZO-PMP datasheet V1.3, I2C "Total volume dispensed";
     ESPHome's ezo_pmp reads the value as the reply's second field).
+
+    Commands (EZO-PMP datasheet V1.3, I2C chapter): `D,<ml>` "Volume dispensing"
+    (a negative volume runs in reverse), `DC,<ml/min>,<minutes|*>` "Constant
+    flow rate" (p.55), `X` "Stop dispensing", `D,?` -> `?D,<ml>,<1|0>`. Each
+    answers after a 300 ms processing delay. Every conversation with the pump,
+    the sampler's `TV,?` included, holds the device's conversation lock, so a
+    dose command can never take the sampler's reply or the other way round.
     """
 
     kind = "pmp"
     read_command = "TV,?"
     quantities = (TOTAL_VOLUME,)
 
+    async def start(self, temperature_c: float | None) -> None:
+        # The whole query runs in collect(), under the conversation lock.
+        self._started = True
+
     @property
     def ready_after_s(self) -> float:
-        return self.timing.command_s
+        return 0.0
+
+    async def collect(self) -> list[Measurement]:
+        if not self._started:
+            raise DriverError("no_data", "pmp: no measurement was started")
+        self._started = False
+        return self.parse(await self.query(self.read_command))
 
     def parse(self, payload: str) -> list[Measurement]:
         fields = answer(payload, "TV", "pmp TV,?")
         return super().parse(",".join(fields))
 
+    async def query(self, command: str) -> str:
+        """One command and its reply, with nothing else sent to the pump in between."""
+        async with self.device.conversation():
+            return await ezo_query(self.device, command, self.timing)
+
+    async def total_volume(self) -> float:
+        """`TV,?`: mL dispensed since power-up (reverse runs count negative)."""
+        (measurement,) = self.parse(await self.query("TV,?"))
+        return measurement.value
+
     async def dispensing(self) -> tuple[float, bool]:
         """`D,?` -> `?D,<last volume requested ml>,<1 while dispensing | 0>`."""
-        fields = answer(await ezo_query(self.device, "D,?", self.timing), "D", "pmp D,?")
+        fields = answer(await self.query("D,?"), "D", "pmp D,?")
         if len(fields) != 2 or fields[1] not in ("0", "1"):
             raise DriverError("garbage", f"pmp: unexpected reply to D,?: {fields!r}")
-        return parse_number(fields[0], "pmp dose volume"), fields[1] == "1"
+        # `D,*` (dispense until stopped) reports `*` as its volume.
+        volume = math.inf if fields[0] == "*" else parse_number(fields[0], "pmp dose volume")
+        return volume, fields[1] == "1"
+
+    async def dose(self, ml: float) -> None:
+        """`D,<ml>`: dispenses `ml` at the pump's maximum rate."""
+        if not math.isfinite(ml) or round(ml, 2) == 0:
+            raise ValueError(f"dose volume must be a non-zero number of mL, got {ml!r}")
+        await self.query(f"D,{decimal_text(ml)}")
+
+    async def constant_flow(self, ml_per_min: float, minutes: float | None) -> None:
+        """`DC,<ml/min>,<minutes>`; `minutes` None runs until `stop()` (`*`)."""
+        if not math.isfinite(ml_per_min) or not 0 < abs(ml_per_min) <= PMP_MAX_ML_PER_MIN:
+            raise ValueError(f"flow must be 0-{PMP_MAX_ML_PER_MIN} mL/min, got {ml_per_min!r}")
+        if minutes is not None and (not math.isfinite(minutes) or minutes <= 0):
+            raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+        duration = "*" if minutes is None else decimal_text(minutes)
+        await self.query(f"DC,{decimal_text(ml_per_min)},{duration}")
+
+    async def stop(self) -> None:
+        """`X`: stops any dispense at once (the reply's text is not relied on)."""
+        await self.query("X")
