@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from homeassistant.components.sensor import (
@@ -211,10 +211,18 @@ class SensorStatusEntity(SensorHandlerEntity, SensorEntity):
         # A sensor the agent forgot or no longer lists reads "offline".
         return "offline" if sensor is None else sensor.status
 
+    @property
+    def extra_state_attributes(self) -> dict[str, str | None]:
+        """Why the sensor failed, in the agent's words (for notifications)."""
+        sensor = self.sensor
+        return {"error_message": None if sensor is None else sensor.error_message}
+
 
 @dataclass(frozen=True, kw_only=True)
 class AgentSensorDescription(SensorEntityDescription):
     value_fn: Callable[[BioreactorCoordinator, AgentStatus], int]
+    # The value's breakdown, as state attributes.
+    attributes_fn: Callable[[AgentStatus], Mapping[str, int]] | None = None
 
 
 AGENT_SENSORS = (
@@ -231,6 +239,8 @@ AGENT_SENSORS = (
         entity_category=EntityCategory.DIAGNOSTIC,
         state_class=SensorStateClass.TOTAL_INCREASING,
         value_fn=lambda _, status: status.journal.dropped,
+        # Per cause: budget, retention, disk_full, io_error, shutdown, recovery.
+        attributes_fn=lambda status: status.journal.dropped_by_cause,
     ),
     AgentSensorDescription(
         key="bus_errors",
@@ -267,6 +277,11 @@ class AgentSensor(AgentEntity, SensorEntity):
     @property
     def native_value(self) -> int:
         return self.entity_description.value_fn(self.coordinator, self.coordinator.data)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, int] | None:
+        attributes_fn = self.entity_description.attributes_fn
+        return None if attributes_fn is None else dict(attributes_fn(self.coordinator.data))
 
 
 async def async_setup_entry(

@@ -48,7 +48,7 @@ async def test_real_agent_end_to_end(hass: HomeAssistant, agent: AgentProcess) -
 
     # Devices and entities come from the agent's own answers.
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
-    assert {d.name for d in devices} == {info["name"], "Reactor 1"}
+    assert {d.name for d in devices} == {info["name"], f"{info['name']} Reactor 1"}
     entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     assert {e.unique_id for e in entities} >= {
         f"{info['agent_id']}_bus1-ph-63_ph",

@@ -141,3 +141,33 @@ async def test_unknown_quantity_gets_a_generic_entity(
     state = hass.states.get(f"{REACTOR}_partial_pressure")
     assert state.attributes["friendly_name"] == "Simulated bench 1 Reactor 1 Partial pressure"
     assert state.attributes["unit_of_measurement"] == "hPa"
+
+
+async def test_a_failing_sensor_says_why(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    sensors_of: Callable[[], list[dict[str, Any]]],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    status = f"{REACTOR}_status_sht4x_0x44"
+    assert hass.states.get(status).attributes["error_message"] is None
+    sht4x = next(s for s in sensors_of() if s["kind"] == "sht4x")
+    sht4x.update(status="error", last_error="nak", error_message="no answer at 0x44")
+    await poll(hass, freezer)
+    state = hass.states.get(status)
+    assert (state.state, state.attributes["error_message"]) == ("error", "no answer at 0x44")
+
+
+async def test_dropped_readings_by_cause(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    status_payload["journal"].update(dropped=7, dropped_by_cause={"budget": 5, "shutdown": 2})
+    await poll(hass, freezer)
+    state = hass.states.get("sensor.simulated_bench_1_dropped_readings")
+    assert state.state == "7"
+    assert {k: state.attributes[k] for k in ("budget", "shutdown")} == {"budget": 5, "shutdown": 2}
