@@ -85,10 +85,13 @@ def prepare(args: argparse.Namespace) -> None:
     pin_http_port(config, args.ha_port)
     link(REPO / "custom_components" / "bioreactor", config / "custom_components" / "bioreactor")
     link(REPO / "dashboards" / "bioreactors.yaml", config / "dashboards" / "bioreactors.yaml")
-    link(
-        REPO / "blueprints" / "automation" / "bioreactor",
-        config / "blueprints" / "automation" / "bioreactor",
-    )
+    # File by file: Home Assistant's blueprint listing does not descend into a
+    # symlinked directory.
+    blueprints = config / "blueprints" / "automation" / "bioreactor"
+    if blueprints.is_symlink():
+        blueprints.unlink()
+    for blueprint in sorted((REPO / "blueprints" / "automation" / "bioreactor").glob("*.yaml")):
+        link(blueprint, blueprints / blueprint.name)
 
 
 # -- setup ---------------------------------------------------------------------

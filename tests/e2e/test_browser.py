@@ -98,7 +98,7 @@ def test_dashboard_device_page_and_export(demo: DemoLab, artifacts: Path) -> Non
 
             page.goto(f"{demo.url}/config/devices/device/{device_id}")
             expect(page.get_by_text(device_name).first).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("Sensors").first).to_be_visible()
+            expect(page.get_by_text("Dissolved oxygen").first).to_be_visible()
             page.screenshot(path=artifacts / "device.png")
 
             page.goto(f"{demo.url}/developer-tools/action")
@@ -116,10 +116,10 @@ def test_dashboard_device_page_and_export(demo: DemoLab, artifacts: Path) -> Non
                 "  end: '2100-01-01 00:00:00'\n"
             )
             page.get_by_role("button", name="Perform action").click()
-            response = page.locator("ha-yaml-editor, ha-code-editor").filter(has_text="rows:")
-            expect(response.first).to_be_visible(timeout=60_000)
+            response = page.locator(".cm-content").filter(has_text="rows:")
+            expect(response).to_be_visible(timeout=60_000)
             page.screenshot(path=artifacts / "export.png")
-            text = response.first.inner_text()
+            text = response.inner_text()
             path = Path(re.search(r"path: (\S+)", text).group(1))  # type: ignore[union-attr]
             rows = int(re.search(r"rows: (\d+)", text).group(1))  # type: ignore[union-attr]
         finally:
