@@ -209,7 +209,10 @@ class SensorStatusEntity(SensorHandlerEntity, SensorEntity):
     def native_value(self) -> str | None:
         sensor = self.sensor
         # A sensor the agent forgot or no longer lists reads "offline".
-        return "offline" if sensor is None else sensor.status
+        if sensor is None:
+            return "offline"
+        # A status of a newer agent is no option of this enum: shown as unknown (None).
+        return sensor.status if sensor.status in SENSOR_STATUSES else None
 
     @property
     def extra_state_attributes(self) -> dict[str, str | None]:

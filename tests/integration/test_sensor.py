@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import STATE_UNAVAILABLE, Platform
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import (
@@ -122,6 +122,10 @@ async def test_sensor_status_and_availability_follow_the_agent(
         await poll(hass, freezer)
         assert hass.states.get(status).state == agent_status
         assert hass.states.get(f"{REACTOR}_ph").state == STATE_UNAVAILABLE
+
+    ph["status"] = "calibrating"  # from a newer agent
+    await poll(hass, freezer)
+    assert hass.states.get(status).state == STATE_UNKNOWN
 
     ph["status"] = "online"
     await poll(hass, freezer)
