@@ -138,6 +138,26 @@ def test_scan_simulated_prints_table_and_identities(capsys: pytest.CaptureFixtur
         assert f" {kind} " in out, kind
 
 
+def test_scan_with_a_configured_mux_on_a_simulated_board(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[reactors]]\nid = "main"\n\n'
+        '[[reactors]]\nid = "left"\nmux_address = 0x70\nmux_channel = 0\n'
+    )
+    assert main(["scan", "--config", str(config), "--board", "beaglebone-i2c-omap"]) == 0
+    out = capsys.readouterr().out
+    main_part, _, left_part = out.partition("left: bus 1 mux 0x70 channel 0")
+    assert main_part.startswith("main: bus 1")
+    assert "  0x63  ph " in main_part
+    # Configured now, the multiplexer is no unknown chip; its empty channel does
+    # not list the main bus's chips again (only the kernel-owned EEPROMs show).
+    assert "  0x70" not in main_part
+    rows = [line.split()[:2] for line in left_part.splitlines() if line.startswith("  0x")]
+    assert rows == [["0x54", "UU"], ["0x55", "UU"], ["0x56", "UU"], ["0x57", "UU"]]
+
+
 def test_scan_grid_is_i2cdetect_style() -> None:
     result = ScanResult(
         found=[0x08, 0x63], kernel_owned=[0x54, 0x55], failed={0x20: "arbitration lost"}
