@@ -69,7 +69,7 @@ def test_response_codes_follow_the_processing_delay(model: ReactorModel, clock: 
     reply = chip.on_read(31)
     assert reply[0] == 1
     assert 6.5 < float(reply[1:].split(b"\0")[0]) < 7.5
-    assert chip.readings[-1] == reply[1:].split(b"\0")[0].decode()
+    assert chip.answers[-1] == ("R", reply[1:].split(b"\0")[0].decode())
     assert chip.on_read(31)[0] == 255  # sent once
     assert exchange(chip, "Frobnicate", clock) == b"\x02"
     assert chip.on_read(31)[0] == 255

@@ -51,7 +51,13 @@ class Ads1115Chip(SimChip):
         self.registers = dict(RESET)
         self.pointer = CONVERSION
         self._converting: tuple[float, int] | None = None  # (done at, result)
+        self.conversions: list[tuple[int, int]] = []  # (config, result) of each conversion
         self._continuous_since: float | None = None
+
+    def power_cycle(self) -> None:
+        self.registers = dict(RESET)
+        self.pointer = CONVERSION
+        self._converting, self._continuous_since = None, None
 
     @property
     def config(self) -> int:
@@ -102,6 +108,7 @@ class Ads1115Chip(SimChip):
         if self._converting is None or self._clock() < self._converting[0]:
             return
         self.registers[CONVERSION] = self._converting[1]
+        self.conversions.append((self.registers[CONFIG], self._converting[1]))
         self._converting = None
         if self._continuous_since is None:
             self.registers[CONFIG] |= OS  # single-shot: powers down, OS reads 1

@@ -46,6 +46,10 @@ class SimChip:
     def on_read(self, length: int) -> bytes:
         return bytes([0xFF]) * length
 
+    def power_cycle(self) -> None:
+        """Back on the bus after losing power: volatile state is gone."""
+        return
+
     def garbage(self, length: int) -> bytes:
         """What a read returns under the garbage fault: bytes no chip would send."""
         return bytes(self._rng.randrange(0x80, 0xFE) for _ in range(length))

@@ -141,7 +141,8 @@ class EzoChip(SimChip):
         self.probe_connected = True  # RTD: False reads -1023.000
         self.reading_override: str | None = None  # replaces a reading's text (tests)
         self.commands: deque[str] = deque(maxlen=64)  # latest commands, newest last
-        self.readings: deque[str] = deque(maxlen=4096)  # every reading text produced
+        # (command verb, reply text) of every successful reply produced, newest last.
+        self.answers: deque[tuple[str, str]] = deque(maxlen=4096)
         self._lock = threading.RLock()
         self._pending = False
         self._reply: str | None = None  # None: syntax error
@@ -179,6 +180,18 @@ class EzoChip(SimChip):
             return ("mg",)
         return ()
 
+    def power_cycle(self) -> None:
+        # Settings live in the circuit's EEPROM; the pending reply, the
+        # compensation temperature (DO datasheet: "Temperature is not stored")
+        # and a running dose do not.
+        with self._lock:
+            self._settle_pump()
+            self._pending, self._reply = False, None
+            self.compensation_c = DEFAULT_COMPENSATION_C.get(self.kind, 25.0)
+            self._dose = None
+            self.asleep = False
+            self.restart_reason = "P"
+
     # Bus side ------------------------------------------------------------------
 
     def _acknowledge(self) -> None:
@@ -204,6 +217,8 @@ class EzoChip(SimChip):
             if outcome is None:
                 return  # the circuit sends no response code after this command
             reply, delay = outcome
+            if reply is not None:
+                self.answers.append((command.split(",")[0].upper(), reply))
             self._pending, self._reply = True, reply
             self._ready_at = self._clock() + delay / self.speed
 
@@ -498,9 +513,7 @@ class EzoChip(SimChip):
             self.model.dose_base(signed)
 
     def _reading(self) -> str:
-        text = self.reading_override if self.reading_override is not None else self._measure()
-        self.readings.append(text)
-        return text
+        return self.reading_override if self.reading_override is not None else self._measure()
 
     def _measure(self) -> str:
         if self.kind == "pmp":

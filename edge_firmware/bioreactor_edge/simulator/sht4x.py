@@ -77,6 +77,9 @@ class Sht4xChip(SimChip):
         self.measurements: list[tuple[int, int]] = []  # raw (T, RH) words sent (tests)
         self.words_override: tuple[int, int] | None = None  # replaces measured words (tests)
 
+    def power_cycle(self) -> None:
+        self._frame, self._ready_at = None, 0.0
+
     def _busy(self) -> bool:
         return self._clock() < self._ready_at
 

@@ -26,6 +26,9 @@ class Tca9548aMux(SimChip):
             self.mask = data[-1]
             self.selects += 1
 
+    def power_cycle(self) -> None:
+        self.mask = POWER_UP_MASK
+
     def on_read(self, length: int) -> bytes:
         # §8.5.3.2 / Figure 11: a read returns the control register.
         return bytes([self.mask]) * length

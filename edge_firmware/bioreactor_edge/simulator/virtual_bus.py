@@ -11,6 +11,7 @@ from collections import Counter
 from ..bus import BusKernelOwned, BusNak, BusUnsupported
 from .adapters import GENERIC, Adapter
 from .base import SimChip
+from .byte_faults import ByteFaults, Moment
 from .tca9548a import Tca9548aMux
 
 DEFAULT_MUX_ADDRESS = 0x70
@@ -26,6 +27,7 @@ class VirtualBus:
     def __init__(self, adapter: Adapter = GENERIC, *, seed: int = 0) -> None:
         self.adapter = adapter
         self.hang_s = 0.0  # fault knob: every transaction blocks this long
+        self.byte_faults: ByteFaults | None = None  # fault knob: seeded byte-level faults
         self.transactions = 0
         self._chips: dict[int, SimChip] = {}
         # mux address -> channel -> address -> chip
@@ -111,18 +113,22 @@ class VirtualBus:
             self._begin(address, smbus=True)
             if not self.adapter.quick:
                 raise BusUnsupported(f"quick write to 0x{address:02x}: operation not supported")
-            self._route(address).on_quick()
+            chip = self._route(address)
+            self._fault(chip, reading=False)
+            chip.on_quick()
 
     def receive_byte(self, address: int) -> int:
         with self._lock:
             self._begin(address, smbus=True)
             chip = self._route(address)
-            return self._read(chip, 1)[0]
+            moment = self._fault(chip, reading=True)
+            return self._read(chip, 1, moment)[0]
 
     def write(self, address: int, data: bytes) -> None:
         with self._lock:
             self._begin(address, written=len(data))
             chip = self._route(address)
+            self._fault(chip, reading=False)
             chip.on_write(bytes(data))
             if chip.address != address and self._chips.get(address) is chip:
                 # The chip took a new address (an EZO circuit's `I2C,n`).
@@ -132,14 +138,19 @@ class VirtualBus:
     def read(self, address: int, length: int) -> bytes:
         with self._lock:
             self._begin(address, read=length)
-            return self._read(self._route(address), length)
+            chip = self._route(address)
+            moment = self._fault(chip, reading=True)
+            return self._read(chip, length, moment)
 
     def write_read(self, address: int, data: bytes, length: int) -> bytes:
         with self._lock:
             self._begin(address, written=len(data), read=length)
             chip = self._route(address)
+            moment = self._fault(chip, reading=True)
             chip.on_write(bytes(data))
-            return self._read(chip, length)
+            if moment is Moment.AFTER_WRITE:
+                return b"\xff" * length  # gone before the read: nobody drives SDA
+            return self._read(chip, length, moment)
 
     def close(self) -> None:
         return
@@ -180,8 +191,16 @@ class VirtualBus:
             raise BusNak(f"no acknowledge from 0x{address:02x}")
         return chip
 
-    def _read(self, chip: SimChip, length: int) -> bytes:
+    def _fault(self, chip: SimChip, *, reading: bool) -> Moment | None:
+        if self.byte_faults is None or isinstance(chip, Tca9548aMux):
+            return None
+        return self.byte_faults.before(chip, reading=reading)
+
+    def _read(self, chip: SimChip, length: int, moment: Moment | None = None) -> bytes:
         if chip.faults.garbage:
+            return chip.garbage(length)
+        if self.byte_faults is not None and self.byte_faults.garbage():
+            chip.on_read(length)  # the chip sent its bytes; noise is what arrived
             return chip.garbage(length)
         stretching = chip.clock_stretching
         if stretching and self._chance(self.adapter.stretch_nak_rate):
@@ -195,6 +214,8 @@ class VirtualBus:
             for index in range(1, len(data)):
                 if data[index] and self._chance(self.adapter.top_bit_rate):
                     data[index] |= 0x80
+        if moment is Moment.MID_READ and self.byte_faults is not None:
+            return self.byte_faults.cut(bytes(data))
         return bytes(data)
 
     def _chance(self, rate: float) -> bool:
