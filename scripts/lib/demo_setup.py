@@ -42,7 +42,10 @@ def log(message: str) -> None:
 
 
 def port_taken(port: int) -> bool:
+    """Whether something listens there (connections of a stopped demo that linger
+    in TIME_WAIT do not count: the servers bind with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -54,7 +57,7 @@ def check_ports(ha_port: int, agent_port: int, agents: int) -> None:
     taken = [p for p in (ha_port, *range(agent_port, agent_port + agents)) if port_taken(p)]
     if taken:
         raise SystemExit(
-            f"port(s) {', '.join(map(str, taken))} already in use (another demo or Home "
+            f"demo: port(s) {', '.join(map(str, taken))} already in use (another demo or Home "
             "Assistant?). Stop it, or choose other ports: DEMO_HA_PORT=8124 "
             "DEMO_AGENT_PORT=8520 ./scripts/demo"
         )
