@@ -53,7 +53,9 @@ VCC = "5.038"
 # "Enable/disable parameters" pages: names as `O,?` lists them, in that order.
 # DO p.55: "?,O,%,mg  if both are enabled". EC: "?,O,EC,TDS,S,SG".
 OUTPUT_NAMES = {"do": ("%", "mg"), "ec": ("EC", "TDS", "S", "SG")}
-# Order of the values in a reading (R): EC, TDS, S, SG; DO mg/L, then %.
+# Order of the values in a reading (R): EC, TDS, S, SG (EC datasheet output
+# list). DO: the stored pages do not show a two-value reading; mg/L first, as
+# EnviroDIY's AtlasScientificDO (which enables both) reads it.
 READING_ORDER = {"do": ("mg", "%"), "ec": ("EC", "TDS", "S", "SG")}
 # EC V6.2 cover: "By default, EZO Conductivity circuits with firmware version
 # 2.10 and above will only output EC". Older firmware: all four.
@@ -229,7 +231,8 @@ class EzoChip(SimChip):
             code = self._code()
             body = b""
             if code in (SUCCESS, SYNTAX_ERROR):
-                # The reply is sent once; afterwards there is no data to send.
+                # The reply is sent once, then there is no data to send (the
+                # datasheets do not say; the stricter reading of "255 no data").
                 body = (self._reply or "").encode("ascii") if code == SUCCESS else b""
                 self._pending, self._reply = False, None
         return (bytes([code]) + body + b"\0").ljust(length, b"\0")[:length]
@@ -432,13 +435,7 @@ class EzoChip(SimChip):
         if self.kind != "pmp" or len(args) not in (1, 2):
             raise _SyntaxError(args)
         if args == ["?"]:
-            # PMP "Volume dispensing": D,? -> ?D,<volume>,<1 dispensing | 0 idle>
-            dose = self._dose
-            running = dose is not None and not dose.done
-            volume = "*" if dose is not None and dose.requested is None else None
-            if volume is None:
-                volume = f"{dose.requested:.2f}" if dose is not None and dose.requested else "0.00"
-            return f"?D,{volume},{int(running)}", COMMAND_S
+            return self._dose_status(), COMMAND_S
         if args[0].lstrip("-") == "*":
             self._start_dose(None, -1.0 if args[0].startswith("-") else 1.0, PMP_MAX_ML_MIN)
             return "", COMMAND_S
@@ -449,6 +446,15 @@ class EzoChip(SimChip):
             raise _SyntaxError(args)
         self._start_dose(abs(ml), math.copysign(1.0, ml), rate)
         return "", COMMAND_S
+
+    def _dose_status(self) -> str:
+        """PMP "Volume dispensing": D,? -> ?D,<ml requested>,<1 dispensing | 0 idle>
+        (`*` for a dose until stopped; the field layout as ESPHome's ezo_pmp reads it)."""
+        dose = self._dose
+        if dose is None:
+            return "?D,0.00,0"
+        volume = "*" if dose.requested is None else f"{dose.requested:.2f}"
+        return f"?D,{volume},{int(not dose.done)}"
 
     def _constant_flow(self, args: list[str]) -> tuple[str, float]:
         if self.kind != "pmp":
