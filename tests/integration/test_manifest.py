@@ -83,3 +83,76 @@ def test_services_yaml_matches_translations() -> None:
         assert text["name"] and text["description"]
         for field in (spec or {}).get("fields", {}):
             assert text["fields"][field]["name"], f"service {name} field {field} has no name"
+
+
+# Every rule of Home Assistant's quality scale (hassfest's ALL_RULES, which is not
+# installed with homeassistant): a rule left out is a rule nobody assessed.
+QUALITY_SCALE_RULES = frozenset(
+    [
+        "action-setup",
+        "appropriate-polling",
+        "brands",
+        "common-modules",
+        "config-flow",
+        "config-flow-test-coverage",
+        "dependency-transparency",
+        "docs-actions",
+        "docs-conditions",
+        "docs-high-level-description",
+        "docs-installation-instructions",
+        "docs-removal-instructions",
+        "docs-triggers",
+        "entity-event-setup",
+        "entity-unique-id",
+        "has-entity-name",
+        "runtime-data",
+        "test-before-configure",
+        "test-before-setup",
+        "unique-config-entry",
+        "action-exceptions",
+        "config-entry-unloading",
+        "docs-configuration-parameters",
+        "docs-installation-parameters",
+        "entity-unavailable",
+        "integration-owner",
+        "log-when-unavailable",
+        "parallel-updates",
+        "reauthentication-flow",
+        "test-coverage",
+        "devices",
+        "diagnostics",
+        "discovery",
+        "discovery-update-info",
+        "docs-data-update",
+        "docs-examples",
+        "docs-known-limitations",
+        "docs-supported-devices",
+        "docs-supported-functions",
+        "docs-troubleshooting",
+        "docs-use-cases",
+        "dynamic-devices",
+        "entity-category",
+        "entity-device-class",
+        "entity-disabled-by-default",
+        "entity-translations",
+        "exception-translations",
+        "icon-translations",
+        "reconfiguration-flow",
+        "repair-issues",
+        "stale-devices",
+        "async-dependency",
+        "inject-websession",
+        "strict-typing",
+    ]
+)
+
+
+def test_quality_scale_assesses_every_rule() -> None:
+    rules = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text(encoding="utf-8"))
+    assert set(rules["rules"]) == QUALITY_SCALE_RULES
+    for rule, assessment in rules["rules"].items():
+        if isinstance(assessment, str):
+            assert assessment == "done", f"{rule}: only done goes without a comment"
+        else:
+            assert assessment["status"] in ("done", "todo", "exempt"), rule
+            assert assessment["comment"], f"{rule}: {assessment['status']} needs a reason"
