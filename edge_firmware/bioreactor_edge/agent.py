@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .api import SensorInUse
+from .api import SensorInUse, journal_json, journal_problems
 from .bus import BusError, BusOwner, RawBus
+from .clock_sync import always_synced, mark_unsynced
 from .config import AgentConfig, ReactorConfig
 from .discovery import Identification, Place, ScanResult, identify_address, scan_places
 from .drivers import create_driver, default_identity
@@ -97,9 +98,12 @@ class Agent:
         raw_bus: Callable[[int], RawBus],
         timing: Timing = DEFAULT_TIMING,
         clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool] = always_synced,
         on_journaled: Callable[[Sequence[NewReading]], None] | None = None,
     ) -> None:
         self.config = config
+        # Readings taken while this says False are journaled with quality `unsynced`.
+        self._clock_synced = clock_synced
         self._agent_id = agent_id
         self._raw_bus = raw_bus
         self._timing = timing
@@ -133,11 +137,9 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         journal = self.journal.stats()
-        problems: list[str] = []
-        if not journal.writable:
-            problems.append("journal_unwritable")
-        if journal.dropped:
-            problems.append("journal_dropping")
+        problems = journal_problems(journal)
+        if not self._clock_synced():
+            problems.append("clock_unsynced")
         if any(bus.stats.timeouts for bus in self._buses.values()):
             problems.append("bus_timeouts")
         for reactor in self.reactors.values():
@@ -157,17 +159,7 @@ class Agent:
                 "last_scan": iso_ms(self._last_scan_ms),
             },
             "reactors": self._reactors_json(),
-            "journal": {
-                "epoch": journal.epoch,
-                "newest_seq": journal.newest_seq,
-                "acked_seq": journal.acked_seq,
-                "pending": journal.pending,
-                "bytes": journal.bytes,
-                "budget_bytes": journal.budget_bytes,
-                "retention_days": journal.retention_days,
-                "dropped": journal.dropped,
-                "writable": journal.writable,
-            },
+            "journal": journal_json(journal),
             "buses": [
                 {
                     "bus": number,
@@ -266,6 +258,8 @@ class Agent:
             await self._journal.close()
 
     async def _append(self, readings: Sequence[NewReading]) -> None:
+        if not self._clock_synced():
+            readings = mark_unsynced(readings)
         await self.journal.append(readings)
         if self._on_journaled is not None:
             self._on_journaled(readings)

@@ -18,7 +18,18 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from .auth import FailureLimiter, token_matches
-from .journal import AckBeyondNewest, EpochMismatch, Journal
+from .journal import (
+    DEFAULT_CONSUMER,
+    AckBeyondNewest,
+    EpochMismatch,
+    Journal,
+    JournalStats,
+    JournalUnavailable,
+    TooManyConsumers,
+    UnknownConsumer,
+)
+from .journal_lineage import Ancestor
+from .models import Reading
 from .timefmt import iso_ms
 
 _LOGGER = logging.getLogger(__name__)
@@ -27,6 +38,9 @@ API_PREFIX = "/api/v1"
 PUBLIC_PATHS = frozenset({f"{API_PREFIX}/info", f"{API_PREFIX}/openapi.json"})
 DEFAULT_LIMIT = 1000
 _EPOCH_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONSUMER_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A journal that cannot be read or written right now (full disk, I/O error): try again soon.
+RETRY_AFTER_UNAVAILABLE_S = 5
 _MAX_SEQ = (1 << 63) - 1
 _STATUS_CODES = {
     400: "bad_request",
@@ -36,6 +50,7 @@ _STATUS_CODES = {
     409: "conflict",
     413: "payload_too_large",
     429: "rate_limited",
+    503: "journal_unavailable",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,11 +77,12 @@ class AgentBackend(Protocol):
 class ApiError(Exception):
     """Answered as `{"error": code, "message": message}` with `status`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **headers: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -75,6 +91,47 @@ def error_response(status: int, code: str, message: str, **headers: str) -> web.
 
 def _bad_request(message: str) -> ApiError:
     return ApiError(400, "bad_request", message)
+
+
+def _consumer(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _CONSUMER_PATTERN.match(value):
+        raise _bad_request(f"{where} must be 1-64 letters, digits, '-' or '_'")
+    return value
+
+
+def lineage_json(lineage: tuple[Ancestor, ...]) -> list[dict[str, Any]]:
+    """An epoch's ancestors as served in /readings and /status (docs/api.md)."""
+    return [{"epoch": a.epoch, "through_seq": a.through_seq} for a in lineage]
+
+
+def journal_json(stats: JournalStats) -> dict[str, Any]:
+    """The `journal` block of /status (docs/api.md)."""
+    return {
+        "epoch": stats.epoch,
+        "newest_seq": stats.newest_seq,
+        "acked_seq": stats.acked_seq,
+        "pending": stats.pending,
+        "bytes": stats.bytes,
+        "budget_bytes": stats.budget_bytes,
+        "retention_days": stats.retention_days,
+        "dropped": stats.dropped,
+        "dropped_by_cause": stats.dropped_by_cause,
+        "writable": stats.writable,
+        "lineage": lineage_json(stats.lineage),
+    }
+
+
+def journal_problems(stats: JournalStats) -> list[str]:
+    """The journal's entries of /status `problems`."""
+    problems = []
+    if not stats.writable:
+        problems.append("journal_unwritable")
+    if stats.dropped:
+        problems.append("journal_dropping")
+    if stats.new_epoch_unacked:
+        # Until a consumer acknowledges in the new epoch: it has noticed the change.
+        problems.append("journal_new_epoch")
+    return problems
 
 
 def _query_int(request: web.Request, name: str, default: int, minimum: int) -> int:
@@ -105,7 +162,7 @@ async def _json_object(request: web.Request, *, allow_empty: bool = False) -> di
     return body
 
 
-def _readings_body(agent_id: str, epoch: str, newest: int, more: bool, readings: list[Any]) -> str:
+def _readings_body(agent_id: str, stats: JournalStats, more: bool, readings: list[Reading]) -> str:
     # Pages hold up to 10,000 readings: readings of one tick share a timestamp, so
     # each distinct time is formatted once.
     times: dict[int, str | None] = {}
@@ -129,8 +186,9 @@ def _readings_body(agent_id: str, epoch: str, newest: int, more: bool, readings:
     return json.dumps(
         {
             "agent_id": agent_id,
-            "epoch": epoch,
-            "newest_seq": newest,
+            "epoch": stats.epoch,
+            "newest_seq": stats.newest_seq,
+            "lineage": lineage_json(stats.lineage),
             "more": more,
             "readings": items,
         },
@@ -158,22 +216,28 @@ class _Routes:
         return web.json_response(self._backend.status())
 
     async def readings(self, request: web.Request) -> web.Response:
-        unknown = set(request.query) - {"after", "limit"}
+        unknown = set(request.query) - {"after", "limit", "consumer"}
         if unknown:
             raise _bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
         after = _query_int(request, "after", 0, 0)
         limit = min(_query_int(request, "limit", DEFAULT_LIMIT, 1), self._limit_cap)
+        consumers = request.query.getall("consumer", [])
+        if len(consumers) > 1:
+            raise _bad_request("query parameter 'consumer' given more than once")
+        consumer = _consumer(consumers[0], "'consumer'") if consumers else None
         journal = self._backend.journal
-        page, more = await journal.read_after(after, limit)
+        try:
+            page, more = await journal.read_after(after, limit, consumer)
+        except TooManyConsumers as err:
+            raise ApiError(409, "conflict", str(err)) from None
         # Read after the page, so newest_seq is never below the page's last seq.
-        stats = journal.stats()
-        body = _readings_body(self._backend.agent_id, stats.epoch, stats.newest_seq, more, page)
+        body = _readings_body(self._backend.agent_id, journal.stats(), more, page)
         return web.Response(text=body, content_type="application/json")
 
     async def ack(self, request: web.Request) -> web.Response:
         _no_query(request)
         body = await _json_object(request)
-        unknown = set(body) - {"epoch", "seq"}
+        unknown = set(body) - {"epoch", "seq", "consumer"}
         if unknown:
             raise _bad_request(f"unknown field {sorted(unknown)[0]!r}")
         epoch, seq = body.get("epoch"), body.get("seq")
@@ -181,14 +245,41 @@ class _Routes:
             raise _bad_request("'epoch' must be the journal epoch string")
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= _MAX_SEQ:
             raise _bad_request("'seq' must be a non-negative integer")
+        consumer = _consumer(body.get("consumer", DEFAULT_CONSUMER), "'consumer'")
         journal = self._backend.journal
         try:
-            acked = await journal.ack(epoch, seq)
+            acked = await journal.ack(epoch, seq, consumer)
         except EpochMismatch as err:
             raise ApiError(409, "epoch_mismatch", str(err)) from None
         except AckBeyondNewest as err:
             raise _bad_request(str(err)) from None
-        return web.json_response({"epoch": journal.epoch, "acked_seq": acked})
+        except TooManyConsumers as err:
+            raise ApiError(409, "conflict", str(err)) from None
+        return web.json_response({"epoch": journal.epoch, "acked_seq": acked, "consumer": consumer})
+
+    async def consumers(self, request: web.Request) -> web.Response:
+        _no_query(request)
+        journal = self._backend.journal
+        return web.json_response(
+            {
+                "epoch": journal.epoch,
+                "consumers": [
+                    {"id": consumer, "acked_seq": acked}
+                    for consumer, acked in journal.consumers().items()
+                ],
+            }
+        )
+
+    async def remove_consumer(self, request: web.Request) -> web.Response:
+        _no_query(request)
+        consumer = request.match_info["consumer_id"]
+        if consumer == DEFAULT_CONSUMER:
+            raise ApiError(409, "conflict", "the default consumer cannot be removed")
+        try:
+            await self._backend.journal.remove_consumer(consumer)
+        except UnknownConsumer as err:
+            raise ApiError(404, "not_found", str(err)) from None
+        return web.json_response({"removed": consumer})
 
     async def scan(self, request: web.Request) -> web.Response:
         _no_query(request)
@@ -234,7 +325,15 @@ def create_app(
         try:
             return await handler(request)
         except ApiError as err:
-            return error_response(err.status, err.code, err.message)
+            return error_response(err.status, err.code, err.message, **err.headers)
+        except JournalUnavailable as err:
+            # Not the client's fault and not for ever: a full disk or an I/O error.
+            return error_response(
+                503,
+                "journal_unavailable",
+                str(err),
+                **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+            )
         except web.HTTPException as err:
             if err.status < 400:
                 raise
@@ -290,4 +389,6 @@ def create_app(
     app.router.add_post(f"{API_PREFIX}/ack", routes.ack)
     app.router.add_post(f"{API_PREFIX}/scan", routes.scan)
     app.router.add_delete(API_PREFIX + "/sensors/{sensor_id}", routes.forget)
+    app.router.add_get(f"{API_PREFIX}/consumers", routes.consumers, allow_head=False)
+    app.router.add_delete(API_PREFIX + "/consumers/{consumer_id}", routes.remove_consumer)
     return app

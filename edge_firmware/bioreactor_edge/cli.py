@@ -25,6 +25,7 @@ from .agent import Agent
 from .api import create_app
 from .auth import load_or_create_token
 from .bus import BusOwner, RawBus, SMBusRaw
+from .clock_sync import system_clock_synced
 from .config import ConfigError, default_config, load_config
 from .discovery import SCAN_ADDRESSES, Place, ScanResult, identify_address, scan_places
 from .drivers.base import Timing
@@ -158,7 +159,12 @@ def _at_least_one(text: str) -> float:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    agent = Agent(config, agent_id=hardware_agent_id(), raw_bus=SMBusRaw)
+    agent = Agent(
+        config,
+        agent_id=hardware_agent_id(),
+        raw_bus=SMBusRaw,
+        clock_synced=system_clock_synced,
+    )
     token = load_or_create_token(config.data_dir)
     asyncio.run(_serve([(agent, token, config.api.host, config.api.port)], advertise=True))
     return 0

@@ -14,18 +14,30 @@ deleted; retention removes acknowledged readings by age and disk budget, and
 only when unacknowledged readings alone exceed the budget does it drop the
 oldest of them, counting every drop (persisted, reported by the API).
 
-A full disk never corrupts anything: a failed commit is rolled back, its
-readings wait in a bounded in-memory backlog, the journal reports itself
-unwritable and retries on every later append and retention run.
+Appending never fails: a commit that fails (full disk, I/O error, a database
+locked by another process) is rolled back, its readings wait in a bounded
+in-memory backlog, the journal reports itself unwritable and retries on every
+later append and retention run; anything that goes wrong after a commit was
+durable is logged, never reported to the appender (who would append again).
+Every reading that is gone without being acknowledged is counted by cause.
+
+Consumers: the default consumer's watermark is `state.acked_seq`; further
+consumers (by id) keep their own, and age-based retention only deletes what the
+slowest of them has acknowledged.
+
+Start-up recovery that loses committed readings starts a new epoch that inherits
+the surviving readings under their old numbers (journal_lineage.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import secrets
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -34,7 +46,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .journal_recovery import move_aside, quick_check_problem, salvage, scan_wal
+from .journal_lineage import (
+    Ancestor,
+    Floor,
+    FloorFile,
+    decode_lineage,
+    encode_lineage,
+    inherit,
+)
+from .journal_recovery import (
+    WalScan,
+    move_aside,
+    quick_check_problem,
+    salvage,
+    scan_wal,
+    sequence_in_page,
+)
 from .models import NewReading, Reading
 
 _LOGGER = logging.getLogger(__name__)
@@ -49,6 +76,10 @@ DELETE_CHUNK = 20_000
 BUDGET_LOW_WATER = 0.95
 # A budget check follows every this many commits (cheap: two PRAGMAs).
 BUDGET_CHECK_EVERY = 256
+# Why readings were lost (docs/api.md, `journal.dropped_by_cause`).
+DROP_CAUSES = ("budget", "retention", "disk_full", "io_error", "shutdown", "recovery")
+DEFAULT_CONSUMER = "default"
+MAX_CONSUMERS = 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +101,11 @@ CREATE TABLE IF NOT EXISTS readings (
     quality TEXT NOT NULL
 );
 """
+# Tables added after the first release; created in older journals when they are opened.
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS drops (cause TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, acked_seq INTEGER NOT NULL);
+"""
 _READ_AFTER = (
     "SELECT r.seq, r.time_ms, s.reactor, s.sensor, s.quantity, r.value, s.unit, r.quality "
     "FROM readings r JOIN series s ON s.id = r.series WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
@@ -88,6 +124,18 @@ class AckBeyondNewest(JournalError):
     """An acknowledgement of a sequence number that does not exist yet."""
 
 
+class UnknownConsumer(JournalError):
+    """A consumer id that is not registered."""
+
+
+class TooManyConsumers(JournalError):
+    """Registering another consumer would exceed MAX_CONSUMERS."""
+
+
+class JournalUnavailable(JournalError):
+    """The database cannot be read or written right now (full disk, I/O error, locked)."""
+
+
 @dataclass(frozen=True, slots=True)
 class JournalStats:
     epoch: str
@@ -97,8 +145,12 @@ class JournalStats:
     bytes: int  # database + WAL file sizes
     budget_bytes: int
     retention_days: float
-    dropped: int  # readings dropped, ever, because the budget or backlog overflowed
+    dropped: int  # readings gone unacknowledged, ever: the sum of dropped_by_cause
+    dropped_by_cause: dict[str, int]
     writable: bool
+    lineage: tuple[Ancestor, ...]
+    # The epoch was started by a recovery that lost readings, and nobody has acknowledged in it.
+    new_epoch_unacked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +161,18 @@ class RecoveryReport:
     discarded_bytes: int = 0
     new_epoch: bool = False
     salvaged_rows: int = 0
+    lost_readings: int = 0  # committed readings that are gone (counted as dropped: recovery)
     message: str = ""
 
 
-def _is_disk_problem(err: BaseException) -> bool:
-    """Out of space or an I/O failure: park and retry rather than fail."""
-    if isinstance(err, OSError):
-        return True
+def _failure_cause(err: BaseException) -> str:
+    """The drop cause a failed write stands for: a full disk, or any other I/O trouble."""
     code = getattr(err, "sqlite_errorcode", None)
-    return isinstance(err, sqlite3.OperationalError) and (
-        code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
-        or (code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR))
-        or "disk" in str(err)
-    )
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return "disk_full"
+    return "io_error"
 
 
 class Journal:
@@ -143,17 +194,24 @@ class Journal:
         self._series: dict[tuple[str, str, str, str], int] = {}
         self._newest = 0
         self._oldest = 1  # smallest seq still stored (newest + 1 when empty)
-        self._acked = 0
-        self._dropped = 0
-        self._dropped_unsaved = False  # counted in memory while the disk was full
+        self._acked = 0  # the default consumer's watermark
+        self._consumers: dict[str, int] = {}  # further consumers' watermarks
+        self._lineage: tuple[Ancestor, ...] = ()
+        self._new_epoch_unacked = False
+        self._floor = FloorFile(directory)
+        # Drop counters: changed by the journal thread, and by the loop once it is closed.
+        self._drops_lock = threading.Lock()
+        self._drops = dict.fromkeys(DROP_CAUSES, 0)
+        self._drops_unsaved = False
         self._bytes = 0
         self._writable = True
         self._commits = 0
         # Group commit: batches waiting for the next transaction.
         self._waiting: list[tuple[list[NewReading], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        # Readings that could not be written (disk full), oldest first.
+        # Readings that could not be written, oldest first, and why.
         self._backlog: deque[NewReading] = deque()
+        self._backlog_cause = "io_error"
         self._closed = False
 
     # -- opening and recovery -------------------------------------------------
@@ -179,40 +237,135 @@ class Journal:
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         existed = self._path.exists()
         wal = scan_wal(Path(f"{self._path}-wal"))
+        floor = self._floor.open()
         problems = [wal.problem] if wal.problem else []
-        salvaged = 0
-        new_epoch = not existed
         corrupt = ""
-        evidence: Path | None = None
         if existed:
             try:
                 self._connect()
                 corrupt = self._check_existing()
             except sqlite3.DatabaseError as err:
                 corrupt = str(err)
-            if corrupt:
-                self._close_conn()
-                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
-                evidence = move_aside(self._path, stamp)
-                problems.append(f"database corrupt ({corrupt}); moved aside to {evidence.name}")
-                new_epoch = True
-        if new_epoch:
+        salvaged = lost = 0
+        new_epoch = not existed or bool(corrupt)
+        if corrupt:
+            self._close_conn()
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+            evidence = move_aside(self._path, stamp)
+            problems.append(f"database corrupt ({corrupt}); moved aside to {evidence.name}")
             self._connect()
             self._create()
-            if evidence is not None:
-                scratch = self._dir / "salvage-scratch.db"
-                for batch in salvage(evidence, scratch):
-                    self._insert(batch)
-                    salvaged += len(batch)
-                problems.append(f"salvaged {salvaged} unacknowledged readings into a new epoch")
+            salvaged, lost = self._salvage(evidence, floor, self._counter_in_lost_frames(wal))
+            problems.append(
+                f"salvaged {salvaged} unacknowledged readings into a new epoch; {lost} are gone"
+            )
+        elif not existed:
+            self._connect()
+            self._create()
+        else:
+            self._db.executescript(_ADDED_TABLES)
+            self._load_state()
+            lost = self._lost_in_recovery(wal, floor)
+            if lost or wal.lost_commits:
+                new_epoch = True
+                old = self.epoch
+                self._start_epoch(self._newest, lost)
+                problems.append(
+                    f"committed readings were lost ({lost} counted) after seq {self._newest} "
+                    f"of epoch {old}; continuing in a new epoch"
+                )
         self._load_state()
+        self._floor.save(Floor(self.epoch, self._newest))
         self.recovery = RecoveryReport(
             discarded_frames=wal.discarded_frames,
             discarded_bytes=wal.discarded_bytes,
             new_epoch=new_epoch,
             salvaged_rows=salvaged,
+            lost_readings=lost,
             message="; ".join(problems),
         )
+
+    def _lost_in_recovery(self, wal: WalScan, floor: Floor | None) -> int:
+        """How many committed readings recovery lost: 0 if none (or none can be proven).
+
+        Evidence: the served floor of this epoch above the surviving newest seq (whatever
+        removed them), and the readings counter in discarded WAL frames of transactions that
+        were committed and followed by another one (so they were durable and acknowledged).
+        """
+        newest = floor.newest_seq if floor is not None and floor.epoch == self.epoch else 0
+        return max(0, max(newest, self._counter_in_lost_frames(wal)) - self._newest)
+
+    def _counter_in_lost_frames(self, wal: WalScan) -> int:
+        """The highest readings counter in WAL frames of lost committed transactions (or 0).
+
+        The `sqlite_sequence` root page comes from this connection's schema, which every
+        journal creates in the same order (so a fresh database tells a corrupt one's too).
+        """
+        if not wal.lost_commits:
+            return 0
+        row = self._db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_sequence'"
+        ).fetchone()
+        counters = [
+            sequence_in_page(page, "readings") or 0
+            for number, page in wal.lost_pages
+            if row is not None and number == row[0]
+        ]
+        return max([0, *counters])
+
+    def _start_epoch(self, through_seq: int, lost: int) -> None:
+        """A new epoch that inherits this one's readings up to `through_seq`."""
+        lineage = inherit(self._lineage, self.epoch, through_seq)
+        with self._transaction() as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (secrets.token_hex(8),))
+            self._set_meta(conn, "lineage", encode_lineage(lineage))
+            self._set_meta(conn, "new_epoch_unacked", "1")
+            self._count_dropped("recovery", lost)
+            self._save_drops(conn)
+
+    def _salvage(self, evidence: Path, floor: Floor | None, wal_newest: int) -> tuple[int, int]:
+        """Copies the readable unacknowledged readings of a corrupt journal, under their old
+        seqs, into the fresh database; returns (salvaged, lost). `wal_newest`: the readings
+        counter found in lost WAL frames (0 if none)."""
+        salvaged = 0
+        with salvage(evidence, self._dir / "salvage-scratch.db") as found:
+            old_epoch = found.epoch or (floor.epoch if floor is not None else None)
+            through = found.acked_seq
+            for batch in found.readings:
+                self._insert_salvaged(batch)
+                salvaged += len(batch)
+                through = max(through, batch[-1].seq)
+            known = [found.newest_seq or 0, wal_newest]
+            if floor is not None and floor.epoch == old_epoch:
+                known.append(floor.newest_seq)
+            newest = max(known)
+            lost = max(0, newest - found.acked_seq - salvaged)
+            through = max(through, newest)
+            with self._transaction() as conn:
+                conn.execute("UPDATE state SET acked_seq = ? WHERE id = 1", (found.acked_seq,))
+                # New readings continue above every number the old epoch may have used.
+                conn.execute(
+                    "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('readings', ?)",
+                    (through,),
+                )
+                if old_epoch is not None:
+                    lineage = inherit(decode_lineage(found.lineage), old_epoch, through)
+                    self._set_meta(conn, "lineage", encode_lineage(lineage))
+                self._set_meta(conn, "new_epoch_unacked", "1")
+                self._count_dropped("recovery", lost)
+                self._save_drops(conn)
+        return salvaged, lost
+
+    def _insert_salvaged(self, readings: Sequence[Reading]) -> None:
+        with self._transaction() as conn:
+            rows = [
+                (r.seq, r.time_ms, self._series_id(conn, r), r.value, r.quality) for r in readings
+            ]
+            conn.executemany(
+                "INSERT INTO readings (seq, time_ms, series, value, quality) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -238,19 +391,31 @@ class Journal:
 
     def _create(self) -> None:
         conn = self._db
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + _ADDED_TABLES)
         with self._transaction():
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),)
             )
             conn.execute("INSERT INTO state (id, acked_seq, dropped) VALUES (1, 0, 0)")
 
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def _load_state(self) -> None:
         conn = self._db
-        self.epoch = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
-        self._acked, self._dropped = conn.execute(
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        self.epoch = meta["epoch"]
+        self._lineage = decode_lineage(meta.get("lineage"))
+        self._new_epoch_unacked = meta.get("new_epoch_unacked") == "1"
+        self._acked, dropped = conn.execute(
             "SELECT acked_seq, dropped FROM state WHERE id = 1"
         ).fetchone()
+        self._consumers = dict(conn.execute("SELECT id, acked_seq FROM consumers").fetchall())
+        stored = dict(conn.execute("SELECT cause, count FROM drops").fetchall())
+        # Journals from before causes were kept counted only budget overflow.
+        stored.setdefault("budget", dropped - sum(stored.values()))
+        self._drops = {cause: int(stored.get(cause, 0)) for cause in DROP_CAUSES}
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
         self._newest = int(row[0]) if row else 0
         oldest = conn.execute("SELECT MIN(seq) FROM readings").fetchone()[0]
@@ -267,6 +432,9 @@ class Journal:
 
     @property
     def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # After a failure the connection is dropped; the next use opens a fresh one.
+            self._connect()
         assert self._conn is not None
         return self._conn
 
@@ -303,11 +471,18 @@ class Journal:
     # -- appending -------------------------------------------------------------
 
     async def append(self, readings: Sequence[NewReading]) -> None:
-        """Returns once `readings` are durable, or parked in the backlog when the disk is full."""
+        """Returns once `readings` are durable, or parked in memory when they cannot be.
+
+        Never raises for journal trouble (a full disk, I/O errors, a locked database):
+        parked readings are retried on every later append and retention run, and counted
+        in `dropped_by_cause` if they are ever given up. Appending to a closed journal
+        counts the readings as dropped (`shutdown`).
+        """
         if not readings:
             return
         if self._closed:
-            raise JournalError("the journal is closed")
+            self._count_dropped("shutdown", len(readings))
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((list(readings), done))
         if self._flusher is None or self._flusher.done():
@@ -319,37 +494,35 @@ class Journal:
         while self._waiting:
             batches, self._waiting = self._waiting, []
             readings = [r for batch, _ in batches for r in batch]
-            failure: BaseException | None = None
             try:
                 await self._run(self._commit, readings)
-            except Exception as err:  # handed to every waiting caller instead
-                failure = err
+            except Exception:
+                # Only reached when the journal thread itself is gone (closed under us).
+                _LOGGER.exception("journal could not take %d readings", len(readings))
+                self._count_dropped("shutdown", len(readings))
             for _, done in batches:
-                if done.done():
-                    continue
-                # A failed commit must never look durable to the callers it carried.
-                if failure is None:
+                if not done.done():
                     done.set_result(None)
-                else:
-                    done.set_exception(failure)
 
     def _commit(self, readings: list[NewReading]) -> None:
-        """Writes the backlog, then `readings`; parks them in the backlog on a disk problem."""
+        """Writes the backlog, then `readings`; parks them in the backlog on any failure."""
         if self._backlog and not self._write_backlog():
             self._park(readings)
             return
         try:
             self._insert(readings)
-        except (sqlite3.Error, OSError) as err:
-            if not _is_disk_problem(err):
-                raise
-            self._disk_failed(err)
+        except Exception as err:  # rolled back: parking loses nothing
+            self._write_failed(err)
             self._park(readings)
             return
+        # Durable from here on: nothing below may look like a failed append to the caller.
         self._commits += 1
-        if self._commits % BUDGET_CHECK_EVERY == 0:
-            self._enforce_budget()
-        self._measure()
+        try:
+            if self._commits % BUDGET_CHECK_EVERY == 0:
+                self._enforce_budget()
+            self._measure()
+        except Exception as err:  # the next check retries
+            self._write_failed(err)
 
     def _insert(self, readings: Sequence[NewReading]) -> None:
         try:
@@ -370,8 +543,8 @@ class Journal:
                     "INSERT INTO readings (time_ms, series, value, quality) VALUES (?, ?, ?, ?)",
                     rows,
                 )
-                if self._dropped_unsaved:
-                    conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (self._dropped,))
+                if self._drops_unsaved:
+                    self._save_drops(conn)
                 newest = conn.execute(
                     "SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
                 ).fetchone()[0]
@@ -379,13 +552,12 @@ class Journal:
             # Series rows added in the rolled-back transaction are gone: forget their ids.
             self._series.clear()
             raise
-        self._dropped_unsaved = False
         self._newest = int(newest)
         if not self._writable:
             _LOGGER.warning("journal writable again")
         self._writable = True
 
-    def _series_id(self, conn: sqlite3.Connection, reading: NewReading) -> int:
+    def _series_id(self, conn: sqlite3.Connection, reading: NewReading | Reading) -> int:
         key = (reading.reactor, reading.sensor, reading.quantity, reading.unit)
         series_id = self._series.get(key)
         if series_id is None:
@@ -405,11 +577,12 @@ class Journal:
             self._series[key] = series_id
         return series_id
 
-    def _disk_failed(self, err: BaseException) -> None:
+    def _write_failed(self, err: BaseException) -> None:
         if self._writable:
             _LOGGER.error("journal cannot write (%s); keeping readings in memory", err)
         self._writable = False
-        # After an I/O error SQLite may need a fresh connection (re-opened on the next retry).
+        self._backlog_cause = _failure_cause(err)
+        # After an I/O error SQLite may need a fresh connection (re-opened on the next use).
         self._close_conn()
 
     def _park(self, readings: list[NewReading]) -> None:
@@ -418,69 +591,149 @@ class Journal:
         if overflow > 0:
             for _ in range(overflow):
                 self._backlog.popleft()
-            self._count_dropped(overflow)
+            self._count_dropped(self._backlog_cause, overflow)
 
-    def _count_dropped(self, count: int) -> None:
-        self._dropped += count
-        self._dropped_unsaved = True
-        _LOGGER.error("journal dropped %d readings (%d in all)", count, self._dropped)
+    def _count_dropped(self, cause: str, count: int) -> None:
+        if count <= 0:
+            return
+        with self._drops_lock:
+            self._drops[cause] += count
+            self._drops_unsaved = True
+            total = sum(self._drops.values())
+        _LOGGER.error("journal dropped %d readings (%s; %d in all)", count, cause, total)
+
+    def _save_drops(self, conn: sqlite3.Connection) -> None:
+        """Persists the drop counters inside the caller's transaction."""
+        with self._drops_lock:
+            drops = dict(self._drops)
+            self._drops_unsaved = False
+        conn.executemany("INSERT OR REPLACE INTO drops (cause, count) VALUES (?, ?)", drops.items())
+        conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (sum(drops.values()),))
 
     def _write_backlog(self) -> bool:
         """Tries to write the parked readings; True when the backlog is empty."""
-        if self._conn is None:
-            try:
-                self._connect()
-            except sqlite3.Error:
-                return False
         parked = list(self._backlog)
         try:
             for start in range(0, len(parked), DELETE_CHUNK):
                 self._insert(parked[start : start + DELETE_CHUNK])
                 for _ in range(min(DELETE_CHUNK, len(parked) - start)):
                     self._backlog.popleft()
-        except (sqlite3.Error, OSError) as err:
-            if not _is_disk_problem(err):
-                raise
-            self._disk_failed(err)
+        except Exception as err:  # rolled back; kept parked
+            self._write_failed(err)
             return False
-        self._measure()
+        with contextlib.suppress(OSError):
+            self._measure()
         return True
 
     # -- reading and acknowledging ---------------------------------------------
 
-    async def read_after(self, after: int, limit: int) -> tuple[list[Reading], bool]:
-        """Durable readings with seq > `after`, ascending, at most `limit`; and if more exist."""
-        rows = await self._run(self._read_after, after, limit)
+    async def read_after(
+        self, after: int, limit: int, consumer: str | None = None
+    ) -> tuple[list[Reading], bool]:
+        """Durable readings with seq > `after`, ascending, at most `limit`; and if more exist.
+
+        A `consumer` id not seen before is registered with `after` as its watermark, so
+        retention keeps what it has not acknowledged from then on.
+        """
+        rows = await self._run(self._read_after, after, limit, consumer)
         more = len(rows) > limit
         return [Reading(*row) for row in rows[:limit]], more
 
-    def _read_after(self, after: int, limit: int) -> list[Any]:
-        if self._conn is None:
-            self._connect()
-        return self._db.execute(_READ_AFTER, (after, limit + 1)).fetchall()
+    def _read_after(self, after: int, limit: int, consumer: str | None) -> list[Any]:
+        try:
+            if consumer is not None and consumer != DEFAULT_CONSUMER:
+                self._register(consumer, min(after, self._newest))
+            rows = self._db.execute(_READ_AFTER, (after, limit + 1)).fetchall()
+            # The floor is durable before any reading is served: a recovery that loses served
+            # readings can always tell (journal_lineage.py). In place, so a full disk is fine.
+            floor = self._floor.floor
+            if rows and (
+                floor is None or floor.epoch != self.epoch or floor.newest_seq < rows[-1][0]
+            ):
+                self._floor.save(Floor(self.epoch, self._newest))
+        except (sqlite3.Error, OSError) as err:
+            self._close_conn()
+            raise JournalUnavailable(f"the journal cannot be read: {err}") from err
+        return rows
 
-    async def ack(self, epoch: str, seq: int) -> int:
-        """Persists the watermark `seq`; returns the watermark (acks never move it back)."""
+    def _register(self, consumer: str, watermark: int) -> None:
+        if consumer in self._consumers:
+            return
+        if len(self._consumers) >= MAX_CONSUMERS:
+            raise TooManyConsumers(f"at most {MAX_CONSUMERS} consumers besides the default")
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO consumers (id, acked_seq) VALUES (?, ?)", (consumer, watermark)
+            )
+        self._consumers[consumer] = watermark
+
+    async def ack(self, epoch: str, seq: int, consumer: str = DEFAULT_CONSUMER) -> int:
+        """Persists `consumer`'s watermark `seq`; returns it (acks never move it back).
+
+        An unknown consumer is registered by its first acknowledgement.
+        """
         if epoch != self.epoch:
             raise EpochMismatch(f"epoch {epoch!r} is not the current epoch {self.epoch!r}")
         if seq > self._newest:
             raise AckBeyondNewest(f"seq {seq} is beyond the newest reading {self._newest}")
-        if seq <= self._acked:
-            return self._acked
-        await self._run(self._save_ack, seq)
-        return self._acked
+        return await self._run(self._save_ack, consumer, seq)
 
-    def _save_ack(self, seq: int) -> None:
-        if seq <= self._acked:
-            return
-        if self._conn is None:
-            self._connect()
-        with self._transaction() as conn:
-            conn.execute("UPDATE state SET acked_seq = ? WHERE id = 1", (seq,))
-        self._acked = seq
+    def _save_ack(self, consumer: str, seq: int) -> int:
+        try:
+            if consumer != DEFAULT_CONSUMER:
+                self._register(consumer, seq)
+            current = self._acked if consumer == DEFAULT_CONSUMER else self._consumers[consumer]
+            if seq > current or self._new_epoch_unacked:
+                with self._transaction() as conn:
+                    if consumer == DEFAULT_CONSUMER:
+                        conn.execute(
+                            "UPDATE state SET acked_seq = ? WHERE id = 1", (max(seq, current),)
+                        )
+                    else:
+                        conn.execute(
+                            "UPDATE consumers SET acked_seq = ? WHERE id = ?",
+                            (max(seq, current), consumer),
+                        )
+                    # An acknowledgement in the new epoch: the consumer has caught up with it.
+                    conn.execute("DELETE FROM meta WHERE key = 'new_epoch_unacked'")
+        except (sqlite3.Error, OSError) as err:
+            self._close_conn()
+            raise JournalUnavailable(f"the acknowledgement could not be stored: {err}") from err
+        watermark = max(seq, current)
+        if consumer == DEFAULT_CONSUMER:
+            self._acked = watermark
+        else:
+            self._consumers[consumer] = watermark
+        self._new_epoch_unacked = False
+        return watermark
+
+    def consumers(self) -> dict[str, int]:
+        """Every consumer's watermark, the default one included."""
+        return {DEFAULT_CONSUMER: self._acked, **self._consumers}
+
+    async def remove_consumer(self, consumer: str) -> None:
+        """Forgets a consumer: retention no longer keeps readings for it."""
+        if consumer not in self._consumers:
+            raise UnknownConsumer(f"no consumer {consumer!r}")
+        await self._run(self._remove_consumer, consumer)
+
+    def _remove_consumer(self, consumer: str) -> None:
+        try:
+            with self._transaction() as conn:
+                conn.execute("DELETE FROM consumers WHERE id = ?", (consumer,))
+        except (sqlite3.Error, OSError) as err:
+            self._close_conn()
+            raise JournalUnavailable(f"the consumer could not be removed: {err}") from err
+        self._consumers.pop(consumer, None)
+
+    def _retain_after(self) -> int:
+        """Readings up to this seq are acknowledged by every consumer."""
+        return min([self._acked, *self._consumers.values()])
 
     def stats(self) -> JournalStats:
         stored_unacked = self._newest - max(self._acked, self._oldest - 1)
+        with self._drops_lock:
+            drops = dict(self._drops)
         return JournalStats(
             epoch=self.epoch,
             newest_seq=self._newest,
@@ -489,35 +742,41 @@ class Journal:
             bytes=self._bytes,
             budget_bytes=self._budget,
             retention_days=self._retention_s / 86400,
-            dropped=self._dropped,
+            dropped=sum(drops.values()),
+            dropped_by_cause=drops,
             writable=self._writable,
+            lineage=self._lineage,
+            new_epoch_unacked=self._new_epoch_unacked,
         )
 
     # -- retention -------------------------------------------------------------
 
     async def enforce_retention(self) -> None:
-        """Deletes acknowledged readings past the window or over budget; retries a backlog."""
+        """Deletes acknowledged readings past the window or over budget; retries a backlog.
+
+        Never raises for journal trouble: a failure is logged and retried at the next run.
+        """
         await self._run(self._retention)
 
     def _retention(self) -> None:
         if self._backlog and not self._write_backlog():
-            return
-        if self._conn is None:
             return
         cutoff_ms = int((self._clock() - self._retention_s) * 1000)
         try:
             while self._delete_chunk(
                 "seq IN (SELECT seq FROM readings WHERE seq <= ? AND time_ms < ? "
                 "ORDER BY seq LIMIT ?)",
-                (self._acked, cutoff_ms, DELETE_CHUNK),
+                (self._retain_after(), cutoff_ms, DELETE_CHUNK),
             ):
                 pass
             self._enforce_budget()
-        except (sqlite3.Error, OSError) as err:
-            if not _is_disk_problem(err):
-                raise
-            self._disk_failed(err)
-        self._measure()
+            floor = self._floor.floor
+            if floor is None or floor.newest_seq < self._newest:
+                self._floor.save(Floor(self.epoch, self._newest))
+            self._measure()
+        except Exception as err:  # the next run retries
+            _LOGGER.warning("journal retention failed (%s); retrying at the next run", err)
+            self._close_conn()
 
     def _used_bytes(self) -> int:
         conn = self._db
@@ -527,29 +786,29 @@ class Journal:
         return int((pages - free) * page_size)
 
     def _enforce_budget(self) -> None:
-        """Frees pages until the data fits the budget: acknowledged readings first."""
+        """Frees pages until the data fits the budget: readings every consumer acked first."""
         if self._used_bytes() <= self._budget:
             return
         target = self._budget * BUDGET_LOW_WATER
+        retain_after = self._retain_after()
         while self._used_bytes() > target:
-            if self._oldest <= self._acked:
-                self._delete_chunk("seq <= ?", (min(self._acked, self._oldest + 999),))
+            if self._oldest <= retain_after:
+                self._delete_chunk("seq <= ?", (min(retain_after, self._oldest + 999),))
                 continue
             if self._oldest > self._newest:
                 return  # nothing left to delete: the schema itself is over budget
             last = min(self._newest, self._oldest + 999)
-            count = last - self._oldest + 1
-            self._count_dropped(count)
-            self._delete_chunk("seq <= ?", (last,))
+            self._delete_chunk("seq <= ?", (last,), dropped=last - self._oldest + 1)
 
-    def _delete_chunk(self, where: str, args: tuple[int, ...]) -> bool:
-        """Deletes one chunk of readings; True if anything was deleted."""
+    def _delete_chunk(self, where: str, args: tuple[int, ...], dropped: int = 0) -> bool:
+        """Deletes one chunk of readings (`dropped` of them unacknowledged); True if any went."""
         with self._transaction() as conn:
             deleted = conn.execute(f"DELETE FROM readings WHERE {where}", args).rowcount  # noqa: S608
-            if self._dropped_unsaved:
+            if dropped:
                 # Same transaction as the deletion: a drop is never lost from the count.
-                conn.execute("UPDATE state SET dropped = ? WHERE id = 1", (self._dropped,))
-        self._dropped_unsaved = False
+                self._count_dropped("budget", dropped)
+            if self._drops_unsaved:
+                self._save_drops(conn)
         if deleted:
             oldest = self._db.execute("SELECT MIN(seq) FROM readings").fetchone()[0]
             self._oldest = int(oldest) if oldest is not None else self._newest + 1
@@ -569,8 +828,16 @@ class Journal:
         self._executor.shutdown(wait=True)
 
     def _close_sync(self) -> None:
-        if self._backlog:
-            _LOGGER.error("closing with %d readings never written (disk full)", len(self._backlog))
+        if self._backlog and not self._write_backlog():
+            # Counted (and persisted if the disk takes this one small write) before they go.
+            count = len(self._backlog)
+            _LOGGER.error("closing with %d readings never written", count)
+            self._backlog.clear()
+            self._count_dropped("shutdown", count)
+            with contextlib.suppress(Exception), self._transaction() as conn:
+                self._save_drops(conn)
+        with contextlib.suppress(Exception):
+            self._floor.save(Floor(self.epoch, self._newest))
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -8,6 +8,7 @@ discarded. A corrupt database is never deleted: it is moved aside and read from 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import NewReading
+from .models import Reading
 
 WAL_HEADER_BYTES = 32
 FRAME_HEADER_BYTES = 24
@@ -39,6 +40,13 @@ class WalScan:
     discarded_bytes: int
     stale_bytes: int  # frames of earlier WAL generations (already in the database file)
     problem: str  # empty when nothing was discarded
+    # At least two commit frames of the current generation lie in the discarded part: the
+    # first of those transactions was fsynced (acknowledged) before the next one was written,
+    # so committed readings are lost, not just an unfinished transaction.
+    lost_commits: bool = False
+    # The discarded frames of the current generation as (page number, page bytes), in order,
+    # up to the last commit frame among them (what the lost transactions wrote).
+    lost_pages: tuple[tuple[int, bytes], ...] = ()
 
 
 def _checksum(words: tuple[int, ...], s0: int, s1: int) -> tuple[int, int]:
@@ -115,6 +123,7 @@ def scan_wal(path: Path) -> WalScan:  # noqa: PLR0911, PLR0912 (one check per fo
     # Stale frames are only the ones after the break; uncommitted current frames are lost.
     tail_end = offset if stale else size
     discarded_bytes = tail_end - end_valid
+    lost_pages = _committed_after(data[:tail_end], end_valid, frame_bytes, salt2)
     stale_bytes = size - tail_end
     discarded_frames = math.ceil(discarded_bytes / frame_bytes)
     problem = ""
@@ -123,7 +132,85 @@ def scan_wal(path: Path) -> WalScan:  # noqa: PLR0911, PLR0912 (one check per fo
             f"WAL: discarded {discarded_frames} frame(s), {discarded_bytes} bytes after the "
             f"last valid commit frame ({reason})"
         )
-    return WalScan(valid_frames, discarded_frames, discarded_bytes, stale_bytes, problem)
+    return WalScan(
+        valid_frames,
+        discarded_frames,
+        discarded_bytes,
+        stale_bytes,
+        problem,
+        lost_commits=sum(commit for _, _, commit in lost_pages) >= 2,
+        lost_pages=tuple((number, page) for number, page, _ in lost_pages),
+    )
+
+
+def _committed_after(
+    data: bytes, offset: int, frame_bytes: int, salt2: int
+) -> list[tuple[int, bytes, bool]]:
+    """(page number, page, is commit) of the current generation's frames from `offset`,
+    up to the last commit frame; frames whose salt-2 differs belong to another generation."""
+    found: list[tuple[int, bytes, bool]] = []
+    last_commit = 0
+    while offset + frame_bytes <= len(data):
+        number, commit_size, _, f_salt2 = struct.unpack(
+            ">4I", data[offset : offset + FRAME_HEADER_BYTES - 8]
+        )
+        if f_salt2 == salt2:
+            page = data[offset + FRAME_HEADER_BYTES : offset + frame_bytes]
+            found.append((number, page, bool(commit_size)))
+            if commit_size:
+                last_commit = len(found)
+        offset += frame_bytes
+    return found[:last_commit]
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """SQLite's big-endian varint at `at`: (value, offset after it)."""
+    value = 0
+    for index in range(9):
+        byte = data[at + index]
+        if index == 8:
+            return (value << 8) | byte, at + 9
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at + index + 1
+    raise AssertionError("unreachable")
+
+
+_INT_SIZES = {1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 8}
+
+
+def sequence_in_page(page: bytes, table: str) -> int | None:
+    """The AUTOINCREMENT counter of `table` in a `sqlite_sequence` leaf page, if readable.
+
+    Record format: https://www.sqlite.org/fileformat2.html#record_format. Used on WAL frames
+    that recovery discards, to count the readings those lost transactions had committed.
+    """
+    try:
+        if page[0] != 0x0D:  # not a table b-tree leaf page
+            return None
+        cells = struct.unpack(">H", page[3:5])[0]
+        for index in range(cells):
+            at = struct.unpack(">H", page[8 + 2 * index : 10 + 2 * index])[0]
+            _, at = _varint(page, at)  # payload size
+            _, at = _varint(page, at)  # rowid
+            header_size, types_at = _varint(page, at)
+            name_type, types_at = _varint(page, types_at)
+            seq_type, _ = _varint(page, types_at)
+            value_at = at + header_size
+            if name_type < 13 or name_type % 2 == 0 or seq_type not in _INT_SIZES:
+                continue
+            name_size = (name_type - 13) // 2
+            name = page[value_at : value_at + name_size].decode("utf-8")
+            if name != table:
+                continue
+            size = _INT_SIZES[seq_type]
+            raw = page[value_at + name_size : value_at + name_size + size]
+            if len(raw) != size:
+                return None
+            return int.from_bytes(raw, "big", signed=True)
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return None
 
 
 def quick_check_problem(conn: sqlite3.Connection) -> str:
@@ -161,7 +248,7 @@ _SALVAGE_QUERY = (
 )
 
 
-def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator[list[NewReading]]:
+def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator[list[Reading]]:
     cursor = after
     skip = 1
     while cursor < newest:
@@ -175,7 +262,7 @@ def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator
         if rows:
             cursor = int(str(rows[-1][0]))
             skip = 1
-            yield [_new_reading(row) for row in rows]
+            yield [_reading(row) for row in rows]
         if damaged:
             # A damaged b-tree page: jump over it, widening the jump until reads succeed again.
             cursor += skip
@@ -184,9 +271,10 @@ def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator
             return
 
 
-def _new_reading(row: tuple[object, ...]) -> NewReading:
-    _, time_ms, reactor, sensor, quantity, value, unit, quality = row
-    return NewReading(
+def _reading(row: tuple[object, ...]) -> Reading:
+    seq, time_ms, reactor, sensor, quantity, value, unit, quality = row
+    return Reading(
+        seq=int(str(seq)),
         time_ms=int(str(time_ms)),
         reactor=str(reactor),
         sensor=str(sensor),
@@ -197,12 +285,33 @@ def _new_reading(row: tuple[object, ...]) -> NewReading:
     )
 
 
-def salvage(evidence: Path, scratch: Path) -> Iterator[list[NewReading]]:
-    """Yield, oldest first, the still-readable unacknowledged readings of a corrupt journal.
+def _scalar(conn: sqlite3.Connection, query: str) -> object:
+    """The first column of the first row, or None when missing or unreadable."""
+    try:
+        row = conn.execute(query).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a corrupt journal still tells (None where it is unreadable)."""
+
+    epoch: str | None
+    lineage: str | None
+    acked_seq: int  # 0 when unreadable: then every readable reading is salvaged
+    newest_seq: int | None
+    readings: Iterator[list[Reading]]  # unacknowledged, oldest first, original seqs
+
+
+@contextlib.contextmanager
+def salvage(evidence: Path, scratch: Path) -> Iterator[Evidence]:
+    """The still-readable state and unacknowledged readings of a corrupt journal.
 
     Works on a scratch copy because opening the evidence itself would let SQLite rewrite it.
-    Readings at or below the old watermark were already delivered and are not salvaged (they
-    would come back as duplicates under the new epoch); if the watermark is unreadable, all are.
+    Readings at or below the old watermark were already delivered and are not salvaged; the
+    others keep their seq, so the new epoch can say they are the old epoch's readings.
     """
     for suffix in ("", "-wal"):
         source = Path(f"{evidence}{suffix}")
@@ -210,21 +319,21 @@ def salvage(evidence: Path, scratch: Path) -> Iterator[list[NewReading]]:
             shutil.copyfile(source, f"{scratch}{suffix}")
     try:
         conn = sqlite3.connect(scratch, isolation_level=None)
-    except sqlite3.Error:
-        return
-    try:
         try:
-            row = conn.execute("SELECT acked_seq FROM state").fetchone()
-            after = int(row[0]) if row else 0
-        except sqlite3.Error:
-            after = 0
-        try:
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
-            newest = int(row[0]) if row else 0
-        except sqlite3.Error:
-            newest = 1 << 62
-        yield from _salvage_rows(conn, after, newest)
+            epoch = _scalar(conn, "SELECT value FROM meta WHERE key = 'epoch'")
+            lineage = _scalar(conn, "SELECT value FROM meta WHERE key = 'lineage'")
+            acked = _scalar(conn, "SELECT acked_seq FROM state")
+            newest = _scalar(conn, "SELECT seq FROM sqlite_sequence WHERE name = 'readings'")
+            after = acked if isinstance(acked, int) else 0
+            yield Evidence(
+                epoch=epoch if isinstance(epoch, str) else None,
+                lineage=lineage if isinstance(lineage, str) else None,
+                acked_seq=after,
+                newest_seq=newest if isinstance(newest, int) else None,
+                readings=_salvage_rows(conn, after, newest if isinstance(newest, int) else 1 << 62),
+            )
+        finally:
+            conn.close()
     finally:
-        conn.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)

@@ -25,6 +25,8 @@ class Quality(StrEnum):
     UNCOMPENSATED = "uncompensated"
     # Parsed, but outside the chip's physical range.
     SUSPECT = "suspect"
+    # Taken before the system clock was synchronised: its time is not trustworthy.
+    UNSYNCED = "unsynced"
 
 
 @dataclass(frozen=True, slots=True)

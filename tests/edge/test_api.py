@@ -232,6 +232,7 @@ async def test_readings_empty(client: TestClient[Any, Any], journal: Journal) ->
         "agent_id": "b8f1c2d3e4f5a6b7",
         "epoch": journal.epoch,
         "newest_seq": 0,
+        "lineage": [],
         "more": False,
         "readings": [],
     }
@@ -355,7 +356,7 @@ async def test_ack(client: TestClient[Any, Any], journal: Journal, tmp_path: Pat
         f"{API_PREFIX}/ack", json={"epoch": journal.epoch, "seq": 6}, headers=AUTH
     )
     assert response.status == 200
-    assert await response.json() == {"epoch": journal.epoch, "acked_seq": 6}
+    assert await response.json() == {"epoch": journal.epoch, "acked_seq": 6, "consumer": "default"}
     assert journal.stats().acked_seq == 6
     # Lower: idempotent, watermark unchanged.
     response = await client.post(
@@ -391,6 +392,62 @@ async def test_ack_beyond_newest(client: TestClient[Any, Any], journal: Journal)
     assert journal.stats().acked_seq == 0
 
 
+async def test_consumers(client: TestClient[Any, Any], journal: Journal) -> None:
+    await fill(journal, 10)
+    response = await client.get(
+        f"{API_PREFIX}/readings", params={"after": 4, "consumer": "grafana"}, headers=AUTH
+    )
+    assert [r["seq"] for r in (await response.json())["readings"]] == list(range(5, 11))
+    response = await client.post(
+        f"{API_PREFIX}/ack",
+        json={"epoch": journal.epoch, "seq": 7, "consumer": "grafana"},
+        headers=AUTH,
+    )
+    assert await response.json() == {"epoch": journal.epoch, "acked_seq": 7, "consumer": "grafana"}
+    assert journal.stats().acked_seq == 0  # the default consumer is untouched
+    body = await (await client.get(f"{API_PREFIX}/consumers", headers=AUTH)).json()
+    assert body == {
+        "epoch": journal.epoch,
+        "consumers": [{"id": "default", "acked_seq": 0}, {"id": "grafana", "acked_seq": 7}],
+    }
+    response = await client.delete(f"{API_PREFIX}/consumers/default", headers=AUTH)
+    assert (await error_of(response, 409))["error"] == "conflict"
+    response = await client.delete(f"{API_PREFIX}/consumers/grafana", headers=AUTH)
+    assert await response.json() == {"removed": "grafana"}
+    response = await client.delete(f"{API_PREFIX}/consumers/grafana", headers=AUTH)
+    await error_of(response, 404)
+    assert journal.consumers() == {"default": 0}
+
+
+@pytest.mark.parametrize("query", ["consumer=", "consumer=a%20b", "consumer=a&consumer=b"])
+async def test_bad_consumer_changes_nothing(
+    client: TestClient[Any, Any], journal: Journal, query: str
+) -> None:
+    response = await client.get(f"{API_PREFIX}/readings?{query}", headers=AUTH)
+    assert "consumer" in (await error_of(response, 400))["message"]
+    assert journal.consumers() == {"default": 0}
+
+
+async def test_journal_trouble_is_503_with_retry_after(
+    client: TestClient[Any, Any], journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    await fill(journal, 3)
+
+    def broken(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(journal._floor, "save", broken)
+    response = await client.get(f"{API_PREFIX}/readings", headers=AUTH)
+    body = await error_of(response, 503)
+    assert body["error"] == "journal_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    monkeypatch.undo()
+    response = await client.get(f"{API_PREFIX}/readings", headers=AUTH)
+    assert len((await response.json())["readings"]) == 3
+
+
 BAD_ACK_BODIES: list[Any] = [
     {"seq": "5"},
     {"seq": True},
@@ -408,6 +465,9 @@ BAD_ACK_BODIES: list[Any] = [
     {"seq": 5, "epoch": ""},
     {"seq": 5, "epoch": "x" * 65},
     {"seq": 5, "epoch": "bad epoch!"},
+    {"seq": 5, "consumer": ""},
+    {"seq": 5, "consumer": "two words"},
+    {"seq": 5, "consumer": 7},
     {"epoch_only": True},
     {},
 ]
@@ -611,7 +671,7 @@ async def test_openapi_matches_routes(backend: FakeBackend) -> None:
         if method in {"get", "post", "put", "delete", "patch", "head", "options"}
     }
     assert routes == documented
-    assert len(routes) == 7
+    assert len(routes) == 9
 
 
 # -- fuzzing: bad input never gets a 5xx ---------------------------------------------------
@@ -730,6 +790,7 @@ def test_fuzz_server_answers_json_errors() -> None:
         "conflict",
         "payload_too_large",
         "method_not_allowed",
+        "journal_unavailable",
     }
     from bioreactor_edge import api
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bioreactor_edge.journal import DB_NAME, Journal
+from bioreactor_edge.journal_lineage import FLOOR_FILE
 from bioreactor_edge.models import NewReading
 from tests.support.fault_report import record, scale
 
@@ -36,7 +37,8 @@ def tick(number: int) -> list[NewReading]:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, int]], list]:
-    """A journal whose data is still in its WAL, and (WAL size, newest seq) after each commit."""
+    """A journal whose data is still in its WAL, all of it served once (so its served floor
+    is recorded), and (WAL size, newest seq) after each commit."""
     import asyncio
 
     directory = tmp_path_factory.mktemp("prepared")
@@ -50,9 +52,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple
             growth.append(
                 ((directory / f"{DB_NAME}-wal").stat().st_size, journal.stats().newest_seq)
             )
-        for suffix in ("", "-wal"):
-            shutil.copyfile(directory / f"{DB_NAME}{suffix}", snapshot / f"{DB_NAME}{suffix}")
         readings, _ = await journal.read_after(0, 100_000)
+        for name in (DB_NAME, f"{DB_NAME}-wal", FLOOR_FILE):
+            shutil.copyfile(directory / name, snapshot / name)
         await journal.close()
         return readings
 
@@ -63,18 +65,23 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple
 async def test_damaged_wal_tail_recovers_every_earlier_record(
     prepared: tuple[Path, list[tuple[int, int]], list], tmp_path: Path
 ) -> None:
+    """Truncated or bit-flipped WAL tails of a journal whose readings were all served.
+
+    Every reading is either recovered under its identity or counted as gone; when any is
+    gone, the journal continues in a new epoch that inherits the surviving ones. (A WAL that
+    loses frames a checkpoint already copied leaves a corrupt database: salvaged.)
+    `lost` in the table counts readings gone without being counted (must stay 0).
+    """
     snapshot, growth, original = prepared
     wal_size = (snapshot / f"{DB_NAME}-wal").stat().st_size
     rng = random.Random(2)
     cases = max(1000, round(1000 * scale()))
-    lost = reported = 0
+    unaccounted = new_epochs = 0
     recovered_total = 0
     for case in range(cases):
         target = tmp_path / f"case{case % 4}"
         shutil.rmtree(target, ignore_errors=True)
-        target.mkdir()
-        for suffix in ("", "-wal"):
-            shutil.copyfile(snapshot / f"{DB_NAME}{suffix}", target / f"{DB_NAME}{suffix}")
+        shutil.copytree(snapshot, target)
         wal = target / f"{DB_NAME}-wal"
         offset = rng.randrange(32, wal_size)
         if case % 2:
@@ -84,32 +91,85 @@ async def test_damaged_wal_tail_recovers_every_earlier_record(
             data = bytearray(wal.read_bytes())
             data[offset] ^= 1 << rng.randrange(8)
             wal.write_bytes(bytes(data))
-        # Every transaction whose WAL frames all lie before the damage must survive.
+        # Every transaction whose WAL frames all lie before the damage survives.
         must_keep = max((seq for size, seq in growth if size <= offset), default=0)
 
         journal = await Journal.open(target)
         readings, _ = await journal.read_after(0, 100_000)
-        report = journal.recovery
+        report, stats = journal.recovery, journal.stats()
+        await journal.append(tick(TICKS))
+        next_seq = journal.stats().newest_seq - PER_TICK + 1
         await journal.close()
 
-        assert readings == original[: len(readings)], "recovered readings are not a clean prefix"
-        lost += max(0, must_keep - len(readings))
+        context = (case, offset, report)
+        assert readings == original[: len(readings)], context
+        assert len(readings) >= must_keep, context
+        gone = len(original) - len(readings)
+        unaccounted += gone - report.lost_readings
         recovered_total += len(readings)
-        if len(readings) < len(original):
-            # Reported: the discarded WAL frames, or a database that had to start anew.
-            assert report.discarded_bytes > 0 or report.new_epoch, report
-            assert report.message
-            reported += 1
+        assert stats.dropped_by_cause["recovery"] == report.lost_readings, context
+        # Served seqs are never reused: either nothing is gone, or a new epoch inherits
+        # exactly the surviving readings and numbers new ones after them.
+        assert report.new_epoch == (gone > 0), context
+        if gone:
+            new_epochs += 1
+            assert report.message, context
+            # (new epoch, seq) is (old epoch, seq) up to `through`; new readings come after.
+            [ancestor] = stats.lineage
+            assert ancestor.through_seq >= len(readings), context
+            assert next_seq == ancestor.through_seq + 1, context
+            assert stats.new_epoch_unacked, context
+        else:
+            assert next_seq == len(readings) + 1, context
     record(
         "journal WAL tail truncated / bit-flipped",
         cycles=cases,
         generated=cases * len(original),
         delivered=recovered_total,
-        lost=lost,
+        lost=unaccounted,
         duplicated=0,
     )
-    assert lost == 0
-    assert reported > cases // 2
+    assert unaccounted == 0
+    assert new_epochs > cases // 2
+
+
+async def test_wal_evidence_alone_detects_lost_commits(
+    prepared: tuple[Path, list[tuple[int, int]], list], tmp_path: Path
+) -> None:
+    """Without a served floor (nothing was served), a bit flip in a committed frame followed
+    by further commits still starts a new epoch and counts exactly what is gone: the lost
+    frames carry the readings counter. Damage in the last transaction alone is what a crash
+    mid-commit leaves, and starts no new epoch."""
+    snapshot, growth, original = prepared
+    rng = random.Random(3)
+    seen = [0, 0, 0]  # cases by commits after the damage: none, one, more
+    for case in range(200):
+        target = tmp_path / f"case{case % 4}"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(snapshot, target)
+        (target / FLOOR_FILE).unlink()
+        wal = target / f"{DB_NAME}-wal"
+        data = bytearray(wal.read_bytes())
+        # Every tenth case damages the last transaction, the rest anywhere.
+        low = growth[-2][0] if case % 10 == 0 else 32
+        offset = rng.randrange(low, len(data))
+        data[offset] ^= 1 << rng.randrange(8)
+        wal.write_bytes(bytes(data))
+        journal = await Journal.open(target)
+        readings, _ = await journal.read_after(0, 100_000)
+        report = journal.recovery
+        await journal.close()
+        later_commits = sum(1 for size, _ in growth if size > offset)
+        context = (case, offset, later_commits, report)
+        seen[min(later_commits, 2)] += 1
+        if later_commits >= 2:
+            assert report.new_epoch, context
+            assert report.lost_readings == len(original) - len(readings), context
+        elif later_commits == 1:
+            assert not report.new_epoch, context
+            assert len(readings) == len(original) - PER_TICK, context
+    assert seen[1] >= 10
+    assert seen[2] >= 100
 
 
 @pytest.fixture

@@ -1,0 +1,138 @@
+"""Epoch lineage: what the journal must remember so it never reuses a reading's identity.
+
+A reading is (agent id, epoch, seq). When start-up recovery loses committed data (a damaged
+WAL tail, a corrupt database that had to be salvaged), the numbers above what survived may
+already have been served, so the journal starts a new epoch. The new epoch *inherits* the
+surviving readings under their old numbers: its `lineage` says "(this epoch, seq) is the same
+reading as (ancestor, seq) for every seq <= through_seq", so a consumer that already has an
+ancestor's readings up to some seq can continue from there instead of taking them again.
+
+Loss is detected against the *served floor*: a tiny file beside the database that records,
+durably and before any reading is served (and every minute, and at close), the newest seq the
+epoch has reached. A database
+whose newest seq is below its epoch's floor has lost committed readings, whatever removed
+them (a truncated WAL, a card that acknowledged writes it never made).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+FLOOR_FILE = "served-floor"
+# Ancestors kept in an epoch's lineage; older ones are forgotten (each recovery adds one).
+MAX_ANCESTORS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Ancestor:
+    """(this epoch, seq) is the same reading as (`epoch`, seq) for seq <= `through_seq`."""
+
+    epoch: str
+    through_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """The newest seq `epoch` is known to have reached (durably recorded before serving)."""
+
+    epoch: str
+    newest_seq: int
+
+
+def inherit(ancestors: tuple[Ancestor, ...], epoch: str, through_seq: int) -> tuple[Ancestor, ...]:
+    """The lineage of a new epoch that continues `epoch` (with `ancestors`) up to `through_seq`."""
+    older = tuple(Ancestor(a.epoch, min(a.through_seq, through_seq)) for a in ancestors)
+    return ((Ancestor(epoch, through_seq), *older))[:MAX_ANCESTORS]
+
+
+def encode_lineage(ancestors: tuple[Ancestor, ...]) -> str:
+    return json.dumps([[a.epoch, a.through_seq] for a in ancestors])
+
+
+def decode_lineage(text: str | None) -> tuple[Ancestor, ...]:
+    """The stored lineage; unreadable text is an empty lineage (it only helps consumers)."""
+    if not text:
+        return ()
+    try:
+        raw = json.loads(text)
+        return tuple(Ancestor(str(epoch), int(seq)) for epoch, seq in raw if isinstance(seq, int))[
+            :MAX_ANCESTORS
+        ]
+    except (ValueError, TypeError):
+        return ()
+
+
+_MAGIC = 0x42524546
+_SLOT_BYTES = 512  # one sector each: a record never straddles two
+_RECORD = struct.Struct(">IQq64s")  # magic, generation, newest seq, epoch; then a CRC-32
+
+
+def _records(data: bytes) -> list[tuple[int, Floor]]:
+    """The intact (generation, floor) records of a floor file; torn or empty slots are skipped."""
+    found = []
+    for slot in range(2):
+        start = slot * _SLOT_BYTES
+        record = data[start : start + _RECORD.size + 4]
+        if len(record) != _RECORD.size + 4:
+            continue
+        magic, generation, newest, raw_epoch = _RECORD.unpack(record[:-4])
+        if magic != _MAGIC or record[-4:] != zlib.crc32(record[:-4]).to_bytes(4, "big"):
+            continue
+        found.append((generation, Floor(raw_epoch.rstrip(b"\0").decode("ascii"), newest)))
+    return found
+
+
+class FloorFile:
+    """The served floor, rewritten in place in two checksummed slots, alternately.
+
+    In place, so recording it needs no new disk blocks: a full disk must not stop the agent
+    from serving readings, which is what lets a consumer acknowledge them and free space.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / FLOOR_FILE
+        self._generation = 0
+        self.floor: Floor | None = None
+
+    def open(self) -> Floor | None:
+        """Creates the file if needed; returns the newest floor recorded before (if any)."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            records = _records(os.pread(fd, 2 * _SLOT_BYTES, 0))
+            if os.fstat(fd).st_size < 2 * _SLOT_BYTES:
+                os.ftruncate(fd, 2 * _SLOT_BYTES)
+                os.fsync(fd)
+                _fsync_directory(self._path.parent)
+        finally:
+            os.close(fd)
+        if records:
+            self._generation, self.floor = max(records, key=lambda record: record[0])
+        return self.floor
+
+    def save(self, floor: Floor) -> None:
+        """Records `floor` durably (fdatasync) in the slot not holding the newest record."""
+        self._generation += 1
+        record = _RECORD.pack(
+            _MAGIC, self._generation, floor.newest_seq, floor.epoch.encode("ascii")
+        )
+        record += zlib.crc32(record).to_bytes(4, "big")
+        fd = os.open(self._path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, record, (self._generation % 2) * _SLOT_BYTES)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self.floor = floor
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
