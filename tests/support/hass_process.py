@@ -211,12 +211,15 @@ class HassProcess:
                 },
                 {},
             )
-            code = self._request(
+            result = self._request(
                 "POST",
                 f"/auth/login_flow/{flow['flow_id']}",
                 {"client_id": client_id, "username": USERNAME, "password": self._password},
                 {},
-            )["result"]
+            )
+            if "result" not in result:
+                self._fail(f"refused the harness owner's login: {result.get('errors')}")
+            code = result["result"]
         tokens = self._request(
             "POST",
             "/auth/token",
