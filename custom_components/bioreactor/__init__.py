@@ -78,7 +78,7 @@ async def async_remove_config_entry_device(
     for reactor in coordinator.data.reactors:
         if (DOMAIN, f"{agent_id}_{reactor.id}") not in device.identifiers:
             continue
-        if any(s.status in ("online", "error") for s in reactor.sensors):
+        if any(s.status in ("starting", "online", "error") for s in reactor.sensors):
             return False
         try:
             for sensor in reactor.sensors:

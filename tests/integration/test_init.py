@@ -301,6 +301,13 @@ async def test_device_removal_only_for_offline_reactors(
 
     assert not await remove(reactor.id)  # its sensors are online
     assert not await remove(agent.id)
+    # A sensor that is still starting is in use too: the agent would refuse to forget it.
+    for sensor in sensors_of():
+        sensor["status"] = "offline"
+    sensors_of()[0]["status"] = "starting"
+    await poll(hass, freezer, 10)
+    assert not await remove(reactor.id)
+    assert not mock_client.forget_sensor.await_args_list
     for sensor in sensors_of():
         sensor["status"] = "offline"
     await poll(hass, freezer, 10)
