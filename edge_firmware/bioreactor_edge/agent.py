@@ -18,15 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
+from .actuators import build_actuators, chip_addresses
 from .api import SensorInUse, journal_json, journal_problems
 from .bus import BusError, BusOwner, RawBus
 from .clock_sync import always_synced, mark_unsynced
 from .config import AgentConfig, ReactorConfig
+from .control.dosing import Input
+from .control.runner import Controller
 from .discovery import Identification, Place, ScanResult, identify_address, scan_places
 from .drivers import create_driver, default_identity
 from .drivers.base import DEFAULT_TIMING, Identity, Timing
 from .journal import Journal
-from .models import NewReading, SensorStatus
+from .models import NewReading, Quality, SensorStatus
 from .sampler import (
     LastValue,
     Sampler,
@@ -41,6 +44,9 @@ _LOGGER = logging.getLogger(__name__)
 
 API_VERSION = 1
 RETENTION_EVERY_S = 60.0
+# Control loops tick twice per sampling interval, at least once a second: an
+# input going stale or into error reaches the actuators within one interval.
+CONTROL_MAX_TICK_S = 1.0
 UNKNOWN_IDENTITY_MODEL = "unidentified"
 # An unidentified address is asked again after skipping 0, 1, 3, 7, 15 scans.
 MAX_IDENTIFY_SKIP_SCANS = 15
@@ -118,6 +124,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._scan_lock = asyncio.Lock()
         self._last_scan_ms: int | None = None
+        self.control: Controller | None = None
 
     # -- AgentBackend -------------------------------------------------------
 
@@ -148,6 +155,8 @@ class Agent:
                     problems.append(f"sensor_error:{handler.id}")
                 if handler.uncompensated and handler.status is not SensorStatus.OFFLINE:
                     problems.append(f"uncompensated:{handler.id}")
+        if self.control is not None:
+            problems.extend(self.control.problems())
         return {
             **self.info(),
             "time": iso_ms(int(self._clock() * 1000)),
@@ -227,6 +236,18 @@ class Agent:
             if config.mux_address is not None:
                 bus.register_mux(config.mux_address)
             self.reactors[config.id] = Reactor(config, bus)
+        # Every actuator in its safe state before anything else runs; then the loops'
+        # persisted settings are restored (they run without any client connected).
+        self.control = Controller(
+            [
+                (r.config, build_actuators(r.config, r.bus, timing=self._timing, clock=self._clock))
+                for r in self.reactors.values()
+            ],
+            self._control_input,
+            self.config.data_dir / "control.json",
+            clock=self._clock,
+        )
+        await self.control.start()
         for reactor in self.reactors.values():
             for pinned in reactor.config.sensors:
                 self._add_sensor(
@@ -242,6 +263,9 @@ class Agent:
                 self._every(self.config.discovery.interval_s, self.rescan, at_once=True)
             ),
             asyncio.create_task(self._every(RETENTION_EVERY_S, self._journal.enforce_retention)),
+            asyncio.create_task(
+                self.control.run(min(CONTROL_MAX_TICK_S, self.config.sampling.interval_s / 2))
+            ),
         ]
 
     async def stop(self) -> None:
@@ -252,6 +276,8 @@ class Agent:
             for reactor in self.reactors.values():
                 for handler in reactor.sensors.values():
                     await self._sampler.stop(handler)
+        if self.control is not None:
+            await self.control.stop()
         for bus in self._buses.values():
             await bus.close()
         if self._journal is not None:
@@ -296,7 +322,8 @@ class Agent:
             self._last_scan_ms = int(self._clock() * 1000)
 
     async def _reconcile(self, reactor: Reactor, result: ScanResult) -> None:
-        present = set(result.found)
+        # Relay and PWM chips are the control's: never sent an identification command.
+        present = set(result.found) - chip_addresses(reactor.config)
         for handler in list(reactor.sensors.values()):
             if handler.address not in present and not handler.pinned:
                 await self._mark_offline(handler)
@@ -405,6 +432,34 @@ class Agent:
         temperature: TemperatureSource = reactor.temperatures
         self._sampler.start(handler, temperature)
 
+    def _control_input(self, reactor_id: str, kind: str, quantity: str) -> Input | None:
+        """The newest reading of `quantity` from the reactor's `kind` sensors, for a loop.
+
+        Good only from an online sensor with a good reading and no failed attempt
+        since (a loop locks out at the first failure, not after the sampler's
+        ERROR_AFTER); an offline sensor's last value is no input at all.
+        """
+        newest: Input | None = None
+        for handler in self.reactors[reactor_id].sensors.values():
+            last = handler.values.get(quantity)
+            if (
+                handler.identity.kind != kind
+                or handler.status is SensorStatus.OFFLINE
+                or last is None
+                or last.value is None
+                or last.time_ms is None
+            ):
+                continue
+            good = (
+                handler.status is SensorStatus.ONLINE
+                and handler.consecutive_errors == 0
+                and last.quality == Quality.GOOD.value
+            )
+            candidate = Input(last.value, last.time_ms / 1000, good)
+            if newest is None or candidate.time_s > newest.time_s:
+                newest = candidate
+        return newest
+
     def _reactors_json(self) -> list[dict[str, Any]]:
         return [
             {
@@ -414,6 +469,11 @@ class Agent:
                 "mux_address": r.config.mux_address,
                 "mux_channel": r.config.mux_channel,
                 "sensors": [h.as_json() for h in r.sensors.values()],
+                **(
+                    self.control.reactor_json(r.config.id)
+                    if self.control is not None
+                    else {"actuators": [], "loops": []}
+                ),
             }
             for r in self.reactors.values()
         ]

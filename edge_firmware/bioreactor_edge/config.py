@@ -8,6 +8,7 @@ Every key is optional; defaults shown::
     [api]
     host = "0.0.0.0"
     port = 8420
+    tls = true                            # HTTPS with a self-signed certificate (docs/board.md)
 
     [journal]
     retention_days = 30                   # keep acknowledged readings this long
@@ -32,6 +33,9 @@ Every key is optional; defaults shown::
     kind = "ph"                           # ph, do, orp, ec, rtd, pmp, sht4x, ads1115
     interval_s = 5                        # optional
 
+    [[reactors.actuators]]                # outputs with their safe state and hard limits,
+    [[reactors.loops]]                    # control loops: see control/config.py, docs/safety.md
+
 An invalid file raises ConfigError naming the key path and the problem, e.g.
 ``reactors[0].sensors[1].address: must be an integer between 0x08 and 0x77``.
 """
@@ -46,6 +50,16 @@ from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
+
+from .control.config import (
+    ACTUATOR,
+    LOOP,
+    ActuatorConfig,
+    LoopConfig,
+    actuator_config,
+    check_reactor,
+    loop_config,
+)
 
 DEFAULT_DATA_DIR = Path("/var/lib/bioreactor-edge")
 DEFAULT_PORT = 8420
@@ -62,6 +76,8 @@ class ConfigError(Exception):
 class ApiConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # The token must not cross the lab network in clear: plain HTTP only when configured.
+    tls: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,8 @@ class ReactorConfig:
     mux_address: int | None = None
     mux_channel: int | None = None
     sensors: tuple[PinnedSensor, ...] = ()
+    actuators: tuple[ActuatorConfig, ...] = ()
+    loops: tuple[LoopConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,8 @@ _REACTOR = vol.Schema(
         vol.Optional("mux_address"): _in_range(0x70, 0x77, integer=True, hexadecimal=True),
         vol.Optional("mux_channel"): _in_range(0, 7, integer=True),
         vol.Optional("sensors", default=list): [_SENSOR],
+        vol.Optional("actuators", default=list): [ACTUATOR],
+        vol.Optional("loops", default=list): [LOOP],
     }
 )
 _SCHEMA = vol.Schema(
@@ -154,6 +174,7 @@ _SCHEMA = vol.Schema(
         vol.Optional("api", default=dict): {
             vol.Optional("host", default=DEFAULT_HOST): vol.All(str, vol.Length(min=1)),
             vol.Optional("port", default=DEFAULT_PORT): _in_range(1, 65535, integer=True),
+            vol.Optional("tls", default=True): bool,
         },
         vol.Optional("journal", default=dict): {
             vol.Optional("retention_days", default=30): _in_range(0, 3650),
@@ -203,6 +224,7 @@ def _check_consistency(raw: dict[str, Any]) -> None:
             if sensor["address"] == reactor.get("mux_address"):
                 raise vol.Invalid("is the multiplexer's own address", where)
             addresses.add(sensor["address"])
+        check_reactor(reactor["actuators"], reactor["loops"], ["reactors", index])
 
 
 def parse_config(raw: dict[str, Any], *, default_data_dir: Path = DEFAULT_DATA_DIR) -> AgentConfig:
@@ -225,6 +247,8 @@ def parse_config(raw: dict[str, Any], *, default_data_dir: Path = DEFAULT_DATA_D
             sensors=tuple(
                 PinnedSensor(s["address"], s["kind"], s.get("interval_s")) for s in r["sensors"]
             ),
+            actuators=tuple(actuator_config(a) for a in r["actuators"]),
+            loops=tuple(loop_config(loop) for loop in r["loops"]),
         )
         for r in data["reactors"]
     ) or (ReactorConfig(id="bus1", name="Reactor 1", bus=1),)
