@@ -148,7 +148,7 @@ class Ads1115(ScriptedChip):
     `busy_polls` config reads report "converting" (OS = 0) before each result.
     """
 
-    inputs: tuple[int, int, int, int] = (0x0000, 0x4000, 0x7FFF, 0x8000)
+    inputs: tuple[int, int, int, int] = (0x0000, 0x4000, 0x7FFF, 0xFFFF)
     busy_polls: int = 0
     registers: dict[int, int] = field(
         default_factory=lambda: {0: 0, 1: CONFIG_RESET, 2: LO_THRESH_RESET, 3: HI_THRESH_RESET}
@@ -208,13 +208,31 @@ async def test_ads1115_reads_four_channels_and_restores_its_config(
     bus.chips[0x48] = chip
     measurements = await read(create_driver(owner.device(0x48), default_identity("ads1115")))
     assert [m.quantity for m in measurements] == [f"voltage_{n}" for n in range(4)]
-    assert [m.value for m in measurements] == pytest.approx([0.0, 2.048, 4.096 - 0.000125, -4.096])
+    # 0xFFFF: one LSB below GND, the ADC's own offset.
+    assert [m.value for m in measurements] == pytest.approx(
+        [0.0, 2.048, 4.096 - 0.000125, -0.000125]
+    )
     assert [m.quality for m in measurements] == [Quality.GOOD] * 4
     # MUX AIN0..AIN3 vs GND, PGA 4.096 V, single-shot, 128 SPS, comparator off (9.6.3).
     assert chip.register_writes == [
         (1, 0xC383), (1, 0xD383), (1, 0xE383), (1, 0xF383), (1, 0x0483)
     ]  # fmt: skip
     assert chip.registers[1] == 0x8483
+
+
+@pytest.mark.parametrize("code", [0x8000, 0xFFDF, 0xC1A5])
+async def test_ads1115_single_ended_code_far_below_gnd_is_garbage(
+    owner: BusOwner, bus: ScriptedBus, code: int
+) -> None:
+    # A single-ended input cannot be below GND: such a code is a corrupted transfer
+    # (e.g. a Raspberry Pi top-bit glitch), never a good reading.
+    chip = Ads1115(inputs=(0x1000, code, 0x1000, 0x1000))
+    bus.chips[0x48] = chip
+    with pytest.raises(DriverError) as err:
+        await read(create_driver(owner.device(0x48), default_identity("ads1115")))
+    assert err.value.code == "garbage"
+    assert "below GND" in str(err.value)
+    assert chip.registers[1] == CONFIG_RESET
 
 
 async def test_ads1115_config_is_restored_when_sampling_is_cancelled(

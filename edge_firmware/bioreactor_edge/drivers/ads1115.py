@@ -28,6 +28,11 @@ CONFIG_BASE = 0x0383
 # AIN<n> against GND.
 CHANNEL_MUX = (0x4000, 0x5000, 0x6000, 0x7000)
 CONVERSION_S = 1 / 128 + 0.001
+# Single-ended inputs (AINn against GND) cannot go below GND, so only the ADC's own
+# offset gives negative codes (datasheet 9.3.3, "Analog Inputs": single-ended use
+# only half the codes; offset is a few LSB). A code further below zero is a corrupted
+# transfer, e.g. the Raspberry Pi's top-bit glitch on the first byte.
+SINGLE_ENDED_MIN_CODE = -32
 CONVERSION_TIMEOUT_S = 0.1
 
 VOLTAGES = tuple(
@@ -99,6 +104,10 @@ class Ads1115Driver(Driver):
         await self._wait_idle(channel)
         raw = await read_register(self.device, CONVERSION_REGISTER)
         signed = raw - 0x10000 if raw & 0x8000 else raw
+        if signed < SINGLE_ENDED_MIN_CODE:
+            raise DriverError(
+                "garbage", f"ads1115: channel {channel} code {signed} is below GND (0x{raw:04x})"
+            )
         return self.measurement(VOLTAGES[channel], signed * FULL_SCALE_V / 32768)
 
     async def _write_config(self, config: int) -> None:
