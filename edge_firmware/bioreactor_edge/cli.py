@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import signal
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -34,6 +35,7 @@ from .models import NewReading
 from .simulator.adapters import ADAPTERS, Adapter
 from .simulator.lab import CatchUpClock, build_board_bus, build_reactor_bus
 from .simulator.physics import ReactorModel
+from .tls import CERT_FILE, TlsError, load_or_create_certificate, server_context
 
 _LOGGER = logging.getLogger("bioreactor_edge")
 
@@ -49,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
     except ConfigError as err:
         print(f"bioreactor-edge: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    except TlsError as err:
+        print(f"bioreactor-edge: HTTPS: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -105,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--advertise", action="store_true", help="announce agents over zeroconf")
+    sim.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with each agent's self-signed certificate"
+    )
     sim.add_argument(
         "--backdate-hours",
         type=_non_negative_float,
@@ -166,8 +174,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         clock_synced=system_clock_synced,
     )
     token = load_or_create_token(config.data_dir)
-    asyncio.run(_serve([(agent, token, config.api.host, config.api.port)], advertise=True))
+    context = _tls_context(config.data_dir) if config.api.tls else None
+    asyncio.run(_serve([(agent, token, config.api.host, config.api.port, context)], advertise=True))
     return 0
+
+
+def _tls_context(data_dir: Path) -> ssl.SSLContext:
+    return server_context(load_or_create_certificate(data_dir))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -193,7 +206,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             clock=clock,
             on_journaled=_recorder(data_dir / "generated.log") if args.record else None,
         )
-        served.append((agent, token, args.host, args.port + index))
+        context = _tls_context(data_dir) if args.tls else None
+        served.append((agent, token, args.host, args.port + index, context))
     asyncio.run(_serve(served, advertise=args.advertise))
     return 0
 
@@ -231,7 +245,9 @@ def _simulated_board(adapter: Adapter, speed: float) -> Callable[[int], RawBus]:
     return factory
 
 
-async def _serve(agents: list[tuple[Agent, str, str, int]], *, advertise: bool) -> None:
+async def _serve(
+    agents: list[tuple[Agent, str, str, int, ssl.SSLContext | None]], *, advertise: bool
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -239,22 +255,27 @@ async def _serve(agents: list[tuple[Agent, str, str, int]], *, advertise: bool) 
     runners: list[web.AppRunner] = []
     advertisers: list[Advertiser] = []
 
-    async def serve_one(agent: Agent, token: str, host: str, port: int) -> None:
+    async def serve_one(
+        agent: Agent, token: str, host: str, port: int, context: ssl.SSLContext | None
+    ) -> None:
         await agent.start()
         runner = web.AppRunner(create_app(agent, token), access_log=None)
         await runner.setup()
         runners.append(runner)
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=context).start()
         _LOGGER.info(
-            "agent %s (%s) serving http://%s:%d/api/v1/, journal epoch %s",
+            "agent %s (%s) serving %s://%s:%d/api/v1/, journal epoch %s",
             agent.agent_id,
             agent.name,
+            "https" if context else "http",
             host,
             port,
             agent.journal.epoch,
         )
         if advertise:
-            advertiser = Advertiser(agent_id=agent.agent_id, name=agent.name, port=port, tls=False)
+            advertiser = Advertiser(
+                agent_id=agent.agent_id, name=agent.name, port=port, tls=context is not None
+            )
             advertisers.append(advertiser)
             await advertiser.start()
 
@@ -275,8 +296,15 @@ async def _serve(agents: list[tuple[Agent, str, str, int]], *, advertise: bool) 
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    data_dir = load_config(args.config).data_dir if args.config else args.data_dir
+    """The token and, when the agent serves HTTPS, its certificate's fingerprint to pin."""
+    config = load_config(args.config) if args.config else None
+    data_dir = config.data_dir if config else args.data_dir
     print(load_or_create_token(data_dir))
+    if config is None and not (data_dir / CERT_FILE).exists():
+        return 0  # a data dir alone: show a certificate only if the agent made one
+    if config is None or config.api.tls:
+        certificate = load_or_create_certificate(data_dir)
+        print(f"certificate SHA-256 fingerprint: {certificate.fingerprint}")
     return 0
 
 
@@ -285,12 +313,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     token = load_or_create_token(config.data_dir)
     # A wildcard listen address is reached locally over loopback.
     host = "127.0.0.1" if config.api.host in ("0.0.0.0", "::") else config.api.host  # noqa: S104
-    url = f"http://{host}:{config.api.port}/api/v1/status"
+    scheme = "https" if config.api.tls else "http"
+    url = f"{scheme}://{host}:{config.api.port}/api/v1/status"
+    context = None
+    if config.api.tls:
+        # Trust exactly the agent's own certificate (its name is not the host's).
+        certificate = load_or_create_certificate(config.data_dir)
+        context = ssl.create_default_context(cafile=certificate.cert_path)
+        context.check_hostname = False
     while True:
         try:
-            # A fixed http URL built from the config, never user-supplied schemes.
+            # A fixed http(s) URL built from the config, never user-supplied schemes.
             request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
                 view = render_status(json.load(response))
         except (OSError, urllib.error.URLError, ValueError) as err:
             view = f"agent at {url} not reachable: {err}"

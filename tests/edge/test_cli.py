@@ -241,7 +241,8 @@ def test_status_once_renders_a_running_agent(
 ) -> None:
     port, data_dir = simulated_agents
     config = tmp_path / "status.toml"
-    config.write_text(f'data_dir = "{data_dir / "agent-0"}"\n[api]\nport = {port}\n')
+    # The simulated agents serve plain HTTP (no --tls).
+    config.write_text(f'data_dir = "{data_dir / "agent-0"}"\n[api]\nport = {port}\ntls = false\n')
     # The simulated agents use --token; status reads the data dir's token file.
     (data_dir / "agent-0" / "token").write_text(TOKEN)
     (data_dir / "agent-0" / "token").chmod(0o600)

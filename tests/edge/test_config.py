@@ -31,6 +31,7 @@ data_dir = "/srv/edge"
 [api]
 host = "127.0.0.1"
 port = 9000
+tls = false
 
 [journal]
 retention_days = 7.5
@@ -76,7 +77,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert config == AgentConfig(
         name="Bench B",
         data_dir=Path("/srv/edge"),
-        api=ApiConfig(host="127.0.0.1", port=9000),
+        api=ApiConfig(host="127.0.0.1", port=9000, tls=False),
         journal=JournalConfig(retention_days=7.5, budget_mb=64),
         discovery=DiscoveryConfig(scan=False, interval_s=120),
         sampling=SamplingConfig(interval_s=2),
@@ -96,7 +97,7 @@ def test_example_config_in_docs(tmp_path: Path) -> None:
     config = load_config(REPO / "docs" / "example-config.toml")
     assert config.name == "Bench A"
     assert config.data_dir == Path("/var/lib/bioreactor-edge")
-    assert config.api == ApiConfig("0.0.0.0", 8420)
+    assert config.api == ApiConfig("0.0.0.0", 8420, tls=True)  # HTTPS unless configured off
     assert [r.id for r in config.reactors] == ["r1", "r2"]
     assert config.reactors[0].sensors == (PinnedSensor(0x63, "ph", 5),)
     assert (config.reactors[1].mux_address, config.reactors[1].mux_channel) == (0x70, 1)
@@ -106,7 +107,7 @@ def test_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""))
     assert config.name == socket.gethostname()
     assert config.data_dir == DEFAULT_DATA_DIR
-    assert config.api == ApiConfig("0.0.0.0", 8420)
+    assert config.api == ApiConfig("0.0.0.0", 8420, tls=True)  # HTTPS unless configured off
     assert config.journal == JournalConfig(30, 1024)
     assert config.discovery == DiscoveryConfig(True, 60)
     assert config.sampling == SamplingConfig(5.0)
@@ -150,6 +151,8 @@ INVALID = [
     ("[api]\nport = 65536", "api.port"),
     ("[api]\nport = 80.5", "api.port"),
     ("[api]\nhost = 1", "api.host"),
+    ("[api]\ntls = 1", "api.tls"),
+    ("[api]\ntls = 'no'", "api.tls"),
     ("[api]\nhots = 'x'", "api.hots"),
     ("api = 3", "api"),
     ("[journal]\nretention_days = -1", "journal.retention_days"),
