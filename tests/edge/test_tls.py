@@ -139,3 +139,26 @@ async def test_pinned_client_reaches_the_agent_and_a_wrong_pin_fails(
         # No plain HTTP on an HTTPS port.
         with pytest.raises(aiohttp.ClientError):
             await session.get(url.replace("https", "http"), headers=headers)
+
+
+def test_status_command_trusts_the_agents_certificate(
+    tls_agent: tuple[int, str], tmp_path: Path
+) -> None:
+    port, _ = tls_agent
+    agent_dir = tmp_path / "agent-0"
+    (agent_dir / "token").write_text(TOKEN)
+    (agent_dir / "token").chmod(0o600)
+    config = tmp_path / "status.toml"
+    config.write_text(f'data_dir = "{agent_dir}"\n[api]\nport = {port}\n')
+    for _ in range(300):
+        result = subprocess.run(
+            [sys.executable, "-m", "bioreactor_edge", "status", "--config", str(config), "--once"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        if "journal epoch" in result.stdout:
+            break
+        time.sleep(0.1)
+    assert "journal epoch" in result.stdout, result.stdout
