@@ -1,8 +1,9 @@
 """The demo's Home Assistant side, without clicking. Runs in the HA venv.
 
 `prepare` (before anything starts): refuses taken ports with a clear message,
-pins Home Assistant's port in its HTTP store, installs the Bioreactors dashboard
-and the alert blueprints into the configuration directory.
+starts from scratch on --reset, writes the demo's configuration, pins Home
+Assistant's port in its HTTP store, installs the Bioreactors dashboard and the
+alert blueprints into the configuration directory.
 
 `setup` (while Home Assistant starts): waits for it, onboards it with a generated
 owner password (stored owner-only in the config dir, never a default), pairs every
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -82,9 +84,29 @@ def link(target: Path, link_path: Path) -> None:
     link_path.symlink_to(target)
 
 
+def reset(demo_dir: Path, config: Path, lab: Path) -> None:
+    """Forgets Home Assistant's and the agents' data; nothing else in DEMO_DIR."""
+    log(f"--reset: removing the demo's Home Assistant configuration and agent data in {demo_dir}")
+    for directory in (config, lab):
+        shutil.rmtree(directory, ignore_errors=True)
+    for leftover in (*demo_dir.glob("*.log"), demo_dir / "ready.json"):
+        leftover.unlink(missing_ok=True)
+
+
 def prepare(args: argparse.Namespace) -> None:
+    # Before anything is deleted: a --reset must not wipe a running demo's data.
     check_ports(args.ha_port, args.agent_port, args.agents)
     config: Path = args.config
+    if args.reset:
+        reset(args.demo_dir, config, args.lab)
+    (args.demo_dir / "ready.json").unlink(missing_ok=True)
+    args.lab.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    # The demo's configuration.yaml is the repository's, rewritten at every start.
+    shutil.copy(REPO / "scripts" / "lib" / "demo_configuration.yaml", config / "configuration.yaml")
+    for name, empty in (("automations.yaml", "[]"), ("scenes.yaml", "[]"), ("scripts.yaml", "{}")):
+        if not (config / name).exists():
+            (config / name).write_text(empty + "\n")
     pin_http_port(config, args.ha_port)
     link(REPO / "custom_components" / "bioreactor", config / "custom_components" / "bioreactor")
     link(REPO / "dashboards" / "bioreactors.yaml", config / "dashboards" / "bioreactors.yaml")
@@ -351,18 +373,19 @@ async def setup(args: argparse.Namespace) -> None:
         await ha.wait_running()
         await pair_agents(ha, args.lab, args.agent_port, args.agents, args.lab_pid)
         await create_automations(ha)
-    login = json.loads((args.config / ".demo-login").read_text())
     (args.demo_dir / "ready.json").write_text(
         json.dumps({"url": args.url, "login_file": str(args.config / ".demo-login")})
     )
-    log(f"log in as {login['username']!r}; the password is in {args.config / '.demo-login'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("prepare")
+    prep.add_argument("--demo-dir", type=Path, required=True)
     prep.add_argument("--config", type=Path, required=True)
+    prep.add_argument("--lab", type=Path, required=True)
+    prep.add_argument("--reset", action="store_true")
     prep.add_argument("--ha-port", type=int, required=True)
     prep.add_argument("--agent-port", type=int, required=True)
     prep.add_argument("--agents", type=int, required=True)
