@@ -202,6 +202,16 @@ class ReadingsPage:
     newest_seq: int
     more: bool
     readings: tuple[Reading, ...]
+    # Epochs whose readings this one inherited, newest first (docs/api.md, epoch lineage).
+    lineage: tuple[Ancestor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ancestor:
+    """(page epoch, seq) is the same reading as (`epoch`, seq) for seq <= `through_seq`."""
+
+    epoch: str
+    through_seq: int
 
 
 # -- strict parsing ------------------------------------------------------------
@@ -471,6 +481,11 @@ def _reading(data: Any, path: str, ids: set[str], times: set[str]) -> Reading:
     return Reading(seq, time, reactor, sensor, quantity, float(value), unit, quality)
 
 
+def _ancestor(data: Any, path: str) -> Ancestor:
+    f = _Fields(data, path)
+    return Ancestor(f.epoch("epoch"), f.integer("through_seq"))
+
+
 def parse_readings(body: bytes) -> ReadingsPage:
     """Parses a /readings answer; rejects out-of-order or malformed pages."""
     try:
@@ -486,6 +501,8 @@ def parse_readings(body: bytes) -> ReadingsPage:
         f.integer("newest_seq"),
         f.boolean("more"),
         f.items("readings", lambda item, path: _reading(item, path, ids, times)),
+        # Agents from before epoch lineage send none.
+        f.items("lineage", _ancestor) if "lineage" in data else (),
     )
     previous = 0
     for reading in page.readings:

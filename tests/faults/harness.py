@@ -36,15 +36,34 @@ def drain_and_stop(agent: AgentProcess, out: Path) -> None:
     agent.stop()
 
 
-def judge_and_record(scenario: str, cycles: int, agent: AgentProcess, archive: Path) -> Verdict:
-    """Compares the agent's record with the archive and adds the row to the table."""
-    verdict = judge(agent.generated(), archive, agent.agent_dir / "journal" / "journal.db")
+def judge_and_record(
+    scenario: str,
+    cycles: int,
+    agent: AgentProcess,
+    archive: Path,
+    *,
+    unrecorded_per_kill: int = 0,
+    journals: tuple[Path, ...] = (),
+    agent_side_losses: bool = False,
+) -> Verdict:
+    """Compares the agent's record with the archive and adds the row to the table.
+
+    An archived reading the oracle never recorded is possible only when a SIGKILL cut
+    the agent's record after its journal commit: at most `unrecorded_per_kill` per
+    agent start after the first; anything else is a reading from nowhere. With
+    `agent_side_losses` (a damaged journal), readings gone from the agent before Home
+    Assistant archived them are left out of the table's "lost" (the agent counts
+    what it can prove); the caller reports them."""
+    verdict = judge(
+        agent.generated(), archive, *(journals or (agent.agent_dir / "journal" / "journal.db",))
+    )
     record(
         scenario,
         cycles=cycles,
         generated=verdict.generated,
         delivered=verdict.delivered,
-        lost=verdict.lost,
+        lost=verdict.lost - verdict.gone_from_agent if agent_side_losses else verdict.lost,
         duplicated=verdict.duplicated,
     )
+    assert verdict.unrecorded <= unrecorded_per_kill * max(0, agent.starts - 1), verdict
     return verdict

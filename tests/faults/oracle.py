@@ -18,6 +18,7 @@ class Verdict:
     lost: int
     duplicated: int
     unrecorded: int  # archived readings whose oracle line a kill cut off (not lost, not duplicated)
+    gone_from_agent: int  # of `lost`: neither archived nor in any journal any more
 
 
 def time_ms(iso: str) -> int:
@@ -43,36 +44,38 @@ def journal_rows(journal_db: Path) -> tuple[str, int, dict[int, tuple[str, str, 
 
 
 def judge(
-    generated: dict[tuple[str, str, int], float], archive_dir: Path, journal_db: Path
+    generated: dict[tuple[str, str, int], float], archive_dir: Path, *journal_dbs: Path
 ) -> Verdict:
     """Lost: journaled but neither archived (with the same value) nor still waiting,
-    unacknowledged, in the agent's journal. Duplicated: any reading archived twice.
-    Also checks that the archive equals the journal's acknowledged part exactly."""
+    unacknowledged, in one of the agent's journals (several: SD cards swapped).
+    Duplicated: any reading archived twice. Also checks that the archive holds each
+    journal's acknowledged part (a reading acknowledged but not archived is lost),
+    compared by content: an epoch started by recovery inherits its ancestor's readings
+    under their numbers, archived under the ancestor's identity."""
     rows = archive_rows(archive_dir)
     identities = Counter((r["epoch"], int(r["seq"])) for r in rows)
     archived = {(r["sensor"], r["quantity"], time_ms(r["time"])): float(r["value"]) for r in rows}
     duplicated = max(sum(c - 1 for c in identities.values()), len(rows) - len(archived))
-    epoch, acked, journal = journal_rows(journal_db)
-    waiting = {(s, q, t) for seq, (s, q, t, _) in journal.items() if seq > acked}
-    lost = sum(
-        1 for key, value in generated.items() if archived.get(key) != value and key not in waiting
-    )
-    this_epoch = {int(r["seq"]): r for r in rows if r["epoch"] == epoch}
-    for seq, (sensor, quantity, t, value) in journal.items():
-        if seq > acked:
-            continue
-        row = this_epoch.get(seq)
-        if row is None or (
-            row["sensor"],
-            row["quantity"],
-            time_ms(row["time"]),
-            float(row["value"]),
-        ) != (sensor, quantity, t, value):
-            lost += 1
+    waiting: set[tuple[str, str, int]] = set()
+    journaled: set[tuple[str, str, int]] = set()
+    lost = 0
+    for journal_db in journal_dbs:
+        _, acked, journal = journal_rows(journal_db)
+        for seq, (sensor, quantity, t, value) in journal.items():
+            journaled.add((sensor, quantity, t))
+            if seq > acked:
+                waiting.add((sensor, quantity, t))
+            elif archived.get((sensor, quantity, t)) != value:
+                lost += 1
+    missing = [
+        key for key, value in generated.items() if archived.get(key) != value and key not in waiting
+    ]
+    lost += len(missing)
     return Verdict(
         generated=len(generated),
         delivered=len(rows),
         lost=lost,
         duplicated=duplicated,
         unrecorded=sum(1 for key in archived if key not in generated),
+        gone_from_agent=sum(1 for key in missing if key not in journaled),
     )

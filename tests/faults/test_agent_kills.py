@@ -30,7 +30,14 @@ def test_agent_killed_at_random_moments(agent: AgentProcess, tmp_path: Path) -> 
         consumer.wait()
     drain_and_stop(agent, out)
 
-    verdict = judge_and_record("edge agent SIGKILL while pulling", kills, agent, out / "archive")
+    # A kill can cut the record of one group commit (a few ticks of every sensor).
+    verdict = judge_and_record(
+        "edge agent SIGKILL while pulling",
+        kills,
+        agent,
+        out / "archive",
+        unrecorded_per_kill=64,
+    )
     assert agent.starts == kills + 1
     assert verdict.generated > 5 * kills
     assert verdict.lost == 0

@@ -66,7 +66,7 @@ async def test_disk_full_and_io_errors_on_archive_and_lineage(
             failed += 1
         finally:
             monkeypatch.setattr(files, "os", os)
-        await asyncio.sleep(rng.random() * 0.03)
+        await asyncio.sleep(0.05 + rng.random() * 0.05)  # a few new readings per step
     await asyncio.to_thread(drain_and_stop, agent, out)
 
     verdict = judge_and_record(

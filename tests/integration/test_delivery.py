@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from custom_components.bioreactor.api import (
+    Ancestor,
     BioreactorRequestError,
     BioreactorWrongAgentError,
     Reading,
@@ -49,13 +50,14 @@ class FakeAgent:
         self.acked: list[tuple[str, int]] = []
         self.refuse_ack = False
         self.asked: list[int] = []
+        self.lineage: tuple[Ancestor, ...] = ()
 
     async def readings_page(self, after: int, limit: int) -> ReadingsPage:
         self.asked.append(after)
         page = [r for r in self.journal if r.seq > after][:limit]
         newest = self.journal[-1].seq if self.journal else 0
         more = bool(page) and page[-1].seq < newest
-        return ReadingsPage(self.agent_id, self.epoch, newest, more, tuple(page))
+        return ReadingsPage(self.agent_id, self.epoch, newest, more, tuple(page), self.lineage)
 
     async def readings(self, after: int, limit: int = 10_000) -> ReadingsPage:
         return await self.readings_page(after, limit)
@@ -193,6 +195,28 @@ async def test_epoch_lineage_a_b_a_never_archives_twice(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "lineage.json").read_text())
     assert saved["epochs"] == {"e1": 7, "e2": 3}
     assert agent.acked[-1] == ("e1", 7)
+
+
+@pytest.mark.parametrize("archived", [10, 5])
+async def test_an_epoch_started_by_recovery_continues_its_ancestor(
+    tmp_path: Path, archived: int
+) -> None:
+    """The agent lost readings 9-10 of e1 and started e2, which inherits e1's 1-8 under
+    their numbers; its new readings start at 9. Nothing inherited that Home Assistant
+    has is taken again; inherited readings it lacks are."""
+    agent = FakeAgent(series(10))
+    delivery = pipeline(agent, tmp_path, page_size=archived)
+    await delivery.recover()
+    await delivery.pull()
+    agent.epoch, agent.lineage = "e2", (Ancestor("e1", 8),)
+    agent.journal = [*agent.journal[:8], *series(4, first=9, at=START + timedelta(hours=1))]
+    agent.asked.clear()
+    await delivery.drain(10)
+    assert min(agent.asked) == min(archived, 8)  # never from the start of e2
+    expected = [("e1", n) for n in range(1, archived + 1)]
+    expected += [("e2", n) for n in range(min(archived, 8) + 1, 13)]
+    assert identities(tmp_path) == expected
+    assert agent.acked[-1] == ("e2", 12)
 
 
 async def test_lost_lineage_file_is_recovered_from_the_archive(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Fault model: epochs that come back (A -> B -> A: a restored SD card), pages served
 again, and a lost or unreadable lineage file. The file keeps the high-water seq of
 every epoch ever seen, so a reading is archived only above its epoch's mark; when
-the file is gone the marks are read back from the archive itself. `pending` holds
+the file is gone the marks are read back from the archive itself. An epoch an
+agent's recovery started inherits its ancestors' marks up to their `through_seq`. `pending` holds
 the archive files' sizes before an append (an append still in doubt); `hours`
 holds the hours with late readings whose statistics are not imported yet.
 
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..api import Ancestor
 from . import archive, files
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,8 +41,11 @@ class Lineage:
     pending: dict[str, int] = field(default_factory=dict)
     hours: frozenset[str] = frozenset()
 
-    def high_water(self, epoch: str) -> int:
-        return self.epochs.get(epoch, 0)
+    def high_water(self, epoch: str, ancestors: Sequence[Ancestor] = ()) -> int:
+        """How far `epoch` is archived: its own mark, or what it inherited from ancestors
+        already archived (an agent's recovery continues their numbers in a new epoch)."""
+        inherited = (min(self.epochs.get(a.epoch, 0), a.through_seq) for a in ancestors)
+        return max(self.epochs.get(epoch, 0), max(inherited, default=0))
 
     def advanced(self, epoch: str, seq: int, hours: frozenset[str]) -> Lineage:
         """The lineage once readings of `epoch` up to `seq` are archived."""

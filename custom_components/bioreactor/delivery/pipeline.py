@@ -30,7 +30,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..api import BioreactorRequestError, BioreactorWrongAgentError, Reading, ReadingsPage
+from ..api import (
+    Ancestor,
+    BioreactorRequestError,
+    BioreactorWrongAgentError,
+    Reading,
+    ReadingsPage,
+)
 from ..const import LIVE_WINDOW
 from . import archive, lineage
 from .lineage import Lineage
@@ -97,14 +103,14 @@ def store(
     agent_dir: Path,
     lineage_path: Path,
     agent_id: str,
-    epoch: str,
-    readings: tuple[Reading, ...],
+    page: ReadingsPage,
     late_cutoff: datetime,
 ) -> Stored:
     """Step 2: archives the readings not archived yet, exactly once. Returns them."""
     durable = recover(lineage_path, agent_id, agent_dir)
-    mark = durable.high_water(epoch)
-    fresh = tuple(r for r in readings if r.seq > mark)
+    epoch = page.epoch
+    mark = durable.high_water(epoch, page.lineage)
+    fresh = tuple(r for r in page.readings if r.seq > mark)
     if not fresh:
         return Stored(durable, ())
     plan = archive.plan_append(agent_dir, agent_id, epoch, fresh)
@@ -154,6 +160,8 @@ class Delivery:
         self._now = now
         self._live_window = live_window
         self._lineage = Lineage(agent_id)
+        # The current epoch's inherited ancestors, as its last page said.
+        self._ancestors: tuple[Ancestor, ...] = ()
         self._acked: tuple[str, int] | None = None
         self.remaining = 0
         self.delivered_total = 0
@@ -209,35 +217,36 @@ class Delivery:
 
     async def _pull(self) -> Delivered:
         guess = self._lineage.current
-        after = self._lineage.high_water(guess) if guess else 0
+        after = self._lineage.high_water(guess, self._ancestors) if guess else 0
         page = await self._page(after)
-        if page.epoch != guess:
-            if guess is not None:
+        mark = self._lineage.high_water(page.epoch, page.lineage)
+        if page.epoch != guess or mark != after:
+            if guess is not None and page.epoch != guess:
                 _LOGGER.warning(
                     "agent %s serves journal epoch %s (was %s); delivering it after seq %d",
                     self.agent_id,
                     page.epoch,
                     guess,
-                    self._lineage.high_water(page.epoch),
+                    mark,
                 )
             self._lineage = replace(self._lineage, current=page.epoch)
-            if self._lineage.high_water(page.epoch) != after:
-                page = await self._page(self._lineage.high_water(page.epoch))
+            self._ancestors = page.lineage
+            if mark != after:
+                page = await self._page(mark)
                 if page.epoch != self._lineage.current:
                     return Delivered(page.epoch, (), page.newest_seq, True)  # changed again
         fresh: tuple[Reading, ...] = ()
-        if any(r.seq > self._lineage.high_water(page.epoch) for r in page.readings):
+        if any(r.seq > self._lineage.high_water(page.epoch, page.lineage) for r in page.readings):
             stored: Stored = await self._blocking(
                 store,
                 self.agent_dir,
                 self._lineage_path,
                 self.agent_id,
-                page.epoch,
-                page.readings,
+                page,
                 self._now() - self._live_window,
             )
             self._lineage, fresh = stored.lineage, stored.readings
-        mark = self._lineage.high_water(page.epoch)
+        mark = self._lineage.high_water(page.epoch, page.lineage)
         if page.newest_seq < mark:
             _LOGGER.warning(
                 "agent %s's epoch %s ends at seq %d, below the %d already archived",
