@@ -186,3 +186,36 @@ def test_unit_converter() -> None:
     assert unitless is not None
     assert unitless[0](7.1) == 7.1
     assert unit_converter("mg/L", "°F") is None  # never mislabelled
+
+
+async def test_an_hour_in_two_units_is_one_statistic(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    mock_client: AsyncMock,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """A series whose unit changed within an hour: every value converted, one row."""
+    freezer.move_to(NOW)
+    hour = NOW - timedelta(hours=3)
+    values = [(30.0, "°C"), (86.0, "°F"), (32.0, "°C")]
+    journal = [
+        Reading(n + 1, (hour + timedelta(minutes=10 * n)).isoformat().replace("+00:00", "Z"),
+                "bus1", "bus1-rtd-66", "temperature", value, unit, "good")
+        for n, (value, unit) in enumerate(values)
+    ]  # fmt: skip
+    mock_client.readings.side_effect = lambda after, limit: ReadingsPage(
+        AGENT_ID, "e1", 3, False, tuple(r for r in journal if r.seq > after)
+    )
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await run_polls(hass, freezer, NOW + timedelta(seconds=10))
+    temp = er.async_get(hass).async_get_entity_id(
+        "sensor", DOMAIN, f"{AGENT_ID}_bus1-rtd-66_temperature"
+    )
+    assert temp
+    stats = await hass.async_add_executor_job(
+        statistics_during_period, hass, hour - timedelta(hours=1), NOW, {temp}, "hour", None,
+        {"mean", "min", "max"},
+    )  # fmt: skip
+    [row] = stats[temp]
+    assert (row["mean"], row["min"], row["max"]) == pytest.approx((92 / 3, 30.0, 32.0))

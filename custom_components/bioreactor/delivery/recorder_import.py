@@ -65,6 +65,8 @@ async def import_due_hours(hass: HomeAssistant, delivery: Delivery) -> int:
         aggregates = await hass.async_add_executor_job(
             statistics.aggregate_hour, delivery.agent_dir, hour
         )
+        # Per entity, in the statistic's unit (a series may change unit within an hour).
+        converted: dict[str, tuple[statistics.Aggregate, str | None, str | None]] = {}
         for (sensor, quantity, unit), aggregate in aggregates.items():
             unique_id = f"{delivery.agent_id}_{sensor}_{quantity}"
             entity_id = registry.async_get_entity_id("sensor", DOMAIN, unique_id)
@@ -79,6 +81,14 @@ async def import_due_hours(hass: HomeAssistant, delivery: Delivery) -> int:
                 )
                 continue
             convert, unit_class = conversion
+            # Unit conversions are increasing affine maps: they commute with mean/min/max.
+            total, _, _ = converted.get(entity_id, (statistics.Aggregate(), None, None))
+            total.count += aggregate.count
+            total.total += convert(aggregate.mean) * aggregate.count
+            total.minimum = min(total.minimum, convert(aggregate.minimum))
+            total.maximum = max(total.maximum, convert(aggregate.maximum))
+            converted[entity_id] = (total, target, unit_class)
+        for entity_id, (total, target, unit_class) in converted.items():
             async_import_statistics(
                 hass,
                 {
@@ -93,9 +103,9 @@ async def import_due_hours(hass: HomeAssistant, delivery: Delivery) -> int:
                 [
                     StatisticData(
                         start=statistics.hour_start(hour),
-                        mean=convert(aggregate.mean),
-                        min=convert(aggregate.minimum),
-                        max=convert(aggregate.maximum),
+                        mean=total.mean,
+                        min=total.minimum,
+                        max=total.maximum,
                     )
                 ],
             )
