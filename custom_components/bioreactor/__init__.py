@@ -10,7 +10,7 @@ from homeassistant.helpers.device_registry import DeviceEntry
 from homeassistant.helpers.typing import ConfigType
 
 from .api import BioreactorClient, BioreactorError
-from .const import DOMAIN, LOGGER
+from .const import CONF_TLS_FINGERPRINT, DOMAIN, LOGGER
 from .coordinator import BioreactorConfigEntry, BioreactorCoordinator
 from .entity import agent_device
 from .services import async_setup_services
@@ -32,6 +32,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -
         async_get_clientsession(hass),
         # Statuses and pages from any other agent at this address are refused.
         agent_id=entry.unique_id,
+        tls_fingerprint=entry.data.get(CONF_TLS_FINGERPRINT),
     )
     coordinator = BioreactorCoordinator(hass, entry, client)
     await coordinator.async_config_entry_first_refresh()

@@ -7,8 +7,11 @@ travels only in the Authorization header and is never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +30,8 @@ EPOCH_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Reading times exactly as docs/api.md specifies them: the archive names day files after
 # the first ten characters and compares times as text.
 READING_TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+# A pinned certificate: the SHA-256 of its DER bytes as `bioreactor-edge token` prints it.
+FINGERPRINT_PATTERN = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){31}")
 # A 429 without a usable Retry-After waits this long; a longer one is capped.
 DEFAULT_RETRY_AFTER = 60.0
 MAX_RETRY_AFTER = 3600.0
@@ -53,6 +58,15 @@ class BioreactorRateLimitedError(BioreactorError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"the agent is rate limiting this address; retry in {retry_after:g} s")
         self.retry_after = retry_after
+
+
+class BioreactorCertificateError(BioreactorError):
+    """The agent presented another certificate than the pinned one; nothing was sent to it."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"the agent's certificate changed: pinned {expected}, presented {actual}")
+        self.expected = expected
+        self.actual = actual
 
 
 class BioreactorProtocolError(BioreactorError):
@@ -522,6 +536,10 @@ class BioreactorClient:
     (BioreactorWrongAgentError otherwise): an address can change hands on a lab network.
     The token is never sent with /info, which is public: probing an unknown host with
     `info()` does not hand it the token.
+
+    With `tls_fingerprint` the client speaks HTTPS to exactly the certificate with that
+    SHA-256 fingerprint (trust on first use: self-signed, no CA); another certificate
+    fails the connection before any request is sent (BioreactorCertificateError).
     """
 
     def __init__(
@@ -532,16 +550,20 @@ class BioreactorClient:
         session: aiohttp.ClientSession,
         *,
         agent_id: str | None = None,
+        tls_fingerprint: str | None = None,
         request_timeout: float = 10.0,
     ) -> None:
         self.host = host
         self.port = port
         self.agent_id = agent_id
+        self.tls_fingerprint = tls_fingerprint
         self._token = token
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._pin = aiohttp.Fingerprint(_digest(tls_fingerprint)) if tls_fingerprint else None
         bracketed = f"[{host}]" if ":" in host else host
-        self._base = f"http://{bracketed}:{port}/api/v1"
+        scheme = "http" if tls_fingerprint is None else "https"
+        self._base = f"{scheme}://{bracketed}:{port}/api/v1"
 
     async def _request(
         self, method: str, path: str, body: Any = None, *, auth: bool = True, **params: int
@@ -558,10 +580,15 @@ class BioreactorClient:
                 json=body,
                 params=params or None,
                 timeout=self._timeout,
+                ssl=self._pin or True,
             ) as response:
                 raw = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
+        except aiohttp.ServerFingerprintMismatch as err:
+            raise BioreactorCertificateError(
+                self.tls_fingerprint or "", format_fingerprint(err.got)
+            ) from err
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise BioreactorConnectionError(
                 f"cannot reach the agent at {self.host}:{self.port}: {err or type(err).__name__}"
@@ -588,6 +615,30 @@ class BioreactorClient:
         if self.agent_id is not None and agent_id != self.agent_id:
             raise BioreactorWrongAgentError(self.agent_id, agent_id)
 
+    async def certificate_fingerprint(self) -> str | None:
+        """The fingerprint of the certificate the agent presents now, None if it speaks plain
+        HTTP. Only a TLS handshake: nothing is sent, so an unknown host learns nothing."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # Trust on first use: the certificate is self-signed; the user compares fingerprints.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            async with asyncio.timeout(self._timeout.total):
+                _, writer = await asyncio.open_connection(self.host, self.port, ssl=context)
+        except (ssl.SSLError, ConnectionResetError):
+            return None  # the port answered, but not with TLS
+        except (OSError, TimeoutError) as err:
+            raise BioreactorConnectionError(
+                f"cannot reach the agent at {self.host}:{self.port}: {err or type(err).__name__}"
+            ) from err
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        return format_fingerprint(hashlib.sha256(der).digest())
+
     async def info(self) -> AgentInfo:
         """The agent's public identity; sent without the token."""
         return parse_info(await self._json("GET", "/info", auth=False))
@@ -613,6 +664,16 @@ class BioreactorClient:
 
     async def forget_sensor(self, sensor_id: str) -> None:
         await self._json("DELETE", "/sensors/" + quote(sensor_id, safe=""))
+
+
+def format_fingerprint(digest: bytes) -> str:
+    return ":".join(f"{byte:02X}" for byte in digest)
+
+
+def _digest(fingerprint: str) -> bytes:
+    if FINGERPRINT_PATTERN.fullmatch(fingerprint) is None:
+        raise ValueError(f"not a SHA-256 fingerprint (AB:CD:... 32 bytes): {fingerprint[:120]!r}")
+    return bytes.fromhex(fingerprint.replace(":", ""))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float:

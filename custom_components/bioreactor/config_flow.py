@@ -19,13 +19,14 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from .api import (
     AgentInfo,
     BioreactorAuthenticationError,
+    BioreactorCertificateError,
     BioreactorClient,
     BioreactorConnectionError,
     BioreactorError,
     BioreactorRateLimitedError,
     valid_id,
 )
-from .const import DEFAULT_PORT, DOMAIN, LOGGER
+from .const import CONF_TLS_FINGERPRINT, DEFAULT_PORT, DOMAIN, LOGGER
 
 # The token is a secret: typed into a password field, never shown back.
 TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -44,6 +45,16 @@ def _connection_schema(host: str = "", port: int = DEFAULT_PORT) -> vol.Schema:
     )
 
 
+# The form error for each client error, the first that matches.
+FORM_ERRORS: tuple[tuple[type[BioreactorError], str], ...] = (
+    (BioreactorCertificateError, "certificate_changed"),
+    (BioreactorAuthenticationError, "invalid_auth"),
+    (BioreactorRateLimitedError, "rate_limited"),
+    (BioreactorConnectionError, "cannot_connect"),
+    (BioreactorError, "not_an_agent"),
+)
+
+
 class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
     """Sets up one edge agent per entry; the agent id is the unique id."""
 
@@ -55,37 +66,66 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         self._host = ""
         self._port = DEFAULT_PORT
         self._name = ""
+        self._fingerprint: str | None = None
+
+    async def _probe_certificate(self, host: str, port: int) -> bool:
+        """Trust on first use: remembers the certificate the agent presents now (None for
+        plain HTTP) to pin it; False when nothing answers there."""
+        client = BioreactorClient(host, port, None, async_get_clientsession(self.hass))
+        try:
+            self._fingerprint = await client.certificate_fingerprint()
+        except BioreactorError:
+            return False
+        return True
+
+    async def _pair(
+        self, host: str, port: int, token: str, expected_agent: str | None = None
+    ) -> tuple[AgentInfo | None, dict[str, str]]:
+        """First contact with host:port: pins its certificate, then validates."""
+        if not await self._probe_certificate(host, port):
+            return None, {"base": "cannot_connect"}
+        return await self._validate(host, port, token, self._fingerprint, expected_agent)
 
     async def _validate(
-        self, host: str, port: int, token: str, expected_agent: str | None = None
+        self,
+        host: str,
+        port: int,
+        token: str,
+        fingerprint: str | None,
+        expected_agent: str | None = None,
     ) -> tuple[AgentInfo | None, dict[str, str]]:
         """The agent at host:port, once the token works there.
 
-        /info is public and asked without the token; /status then proves the token, and
-        only from the agent /info named. When /info names another agent than
-        `expected_agent`, its info comes back unproven and the token is not sent: the
-        caller refuses that agent.
+        Over HTTPS to exactly the certificate `fingerprint` (plain HTTP when None). /info
+        is public and asked without the token; /status then proves the token, and only
+        from the agent /info named. When /info names another agent than `expected_agent`,
+        its info comes back unproven and the token is not sent: the caller refuses that
+        agent.
         """
         session = async_get_clientsession(self.hass)
         try:
-            info = await BioreactorClient(host, port, None, session).info()
+            info = await BioreactorClient(
+                host, port, None, session, tls_fingerprint=fingerprint
+            ).info()
             if expected_agent is not None and info.agent_id != expected_agent:
                 return info, {}
-            await BioreactorClient(host, port, token, session, agent_id=info.agent_id).status()
-        except BioreactorAuthenticationError:
-            return None, {"base": "invalid_auth"}
-        except BioreactorRateLimitedError:
-            return None, {"base": "rate_limited"}
-        except BioreactorConnectionError:
-            return None, {"base": "cannot_connect"}
-        except BioreactorError:
-            return None, {"base": "not_an_agent"}
+            await BioreactorClient(
+                host, port, token, session, agent_id=info.agent_id, tls_fingerprint=fingerprint
+            ).status()
+        except BioreactorError as err:
+            return None, {"base": next(code for kind, code in FORM_ERRORS if isinstance(err, kind))}
         return info, {}
 
     async def _proves_to_be(self, entry: ConfigEntry) -> bool:
         """Whether the discovered address answers as `entry`'s agent and takes its token."""
+        # The pinned certificate, never a new one: an impostor's TLS handshake fails
+        # before the token is sent.
         info, errors = await self._validate(
-            self._host, self._port, entry.data[CONF_TOKEN], expected_agent=entry.unique_id
+            self._host,
+            self._port,
+            entry.data[CONF_TOKEN],
+            entry.data.get(CONF_TLS_FINGERPRINT),
+            expected_agent=entry.unique_id,
         )
         if info is not None and info.agent_id == entry.unique_id:
             return True
@@ -104,13 +144,13 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             host, port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
-            info, errors = await self._validate(host, port, user_input[CONF_TOKEN])
+            info, errors = await self._pair(host, port, user_input[CONF_TOKEN])
             if info is not None:
                 await self.async_set_unique_id(info.agent_id)
-                self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
+                connection = {CONF_HOST: host, CONF_PORT: port, **self._pinned()}
+                self._abort_if_unique_id_configured(updates=connection)
                 return self.async_create_entry(
-                    title=info.name,
-                    data={CONF_HOST: host, CONF_PORT: port, CONF_TOKEN: user_input[CONF_TOKEN]},
+                    title=info.name, data={**connection, CONF_TOKEN: user_input[CONF_TOKEN]}
                 )
             self._host, self._port = host, port
         return self.async_show_form(
@@ -143,6 +183,9 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         self._abort_if_unique_id_configured()
         self._name = discovery_info.properties.get("name") or agent_id
         self.context["title_placeholders"] = {"name": self._name}
+        # The certificate is shown for the user to compare before the token is typed.
+        if not await self._probe_certificate(self._host, self._port):
+            return self.async_abort(reason="cannot_connect")
         return await self.async_step_zeroconf_confirm()
 
     async def async_step_zeroconf_confirm(
@@ -150,7 +193,9 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
-            info, errors = await self._validate(self._host, self._port, user_input[CONF_TOKEN])
+            info, errors = await self._validate(
+                self._host, self._port, user_input[CONF_TOKEN], self._fingerprint
+            )
             if info is not None:
                 return self.async_create_entry(
                     title=info.name,
@@ -158,14 +203,22 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
                         CONF_HOST: self._host,
                         CONF_PORT: self._port,
                         CONF_TOKEN: user_input[CONF_TOKEN],
+                        **self._pinned(),
                     },
                 )
         return self.async_show_form(
             step_id="zeroconf_confirm",
             data_schema=TOKEN_SCHEMA,
             errors=errors,
-            description_placeholders={"name": self._name, "host": self._host},
+            description_placeholders={
+                "name": self._name,
+                "host": self._host,
+                "fingerprint": self._fingerprint or "none (plain HTTP)",
+            },
         )
+
+    def _pinned(self) -> dict[str, str]:
+        return {} if self._fingerprint is None else {CONF_TLS_FINGERPRINT: self._fingerprint}
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         return await self.async_step_reauth_confirm()
@@ -180,6 +233,7 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
                 entry.data[CONF_HOST],
                 entry.data[CONF_PORT],
                 user_input[CONF_TOKEN],
+                entry.data.get(CONF_TLS_FINGERPRINT),
                 expected_agent=entry.unique_id,
             )
             if info is not None:
@@ -202,7 +256,8 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             host, port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
-            info, errors = await self._validate(
+            # A deliberate reconfiguration pins whatever certificate the agent has now.
+            info, errors = await self._pair(
                 host, port, user_input[CONF_TOKEN], expected_agent=entry.unique_id
             )
             if info is not None:
@@ -210,10 +265,11 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._abort_if_unique_id_mismatch(reason="wrong_agent")
                 return self.async_update_reload_and_abort(
                     entry,
-                    data_updates={
+                    data={
                         CONF_HOST: host,
                         CONF_PORT: port,
                         CONF_TOKEN: user_input[CONF_TOKEN],
+                        **self._pinned(),
                     },
                 )
         return self.async_show_form(

@@ -10,6 +10,9 @@ DOMAIN: Final = "bioreactor"
 LOGGER = logging.getLogger(__package__)
 
 DEFAULT_PORT: Final = 8420
+# Entry data: the SHA-256 fingerprint of the agent's certificate pinned at pairing; absent
+# for an agent that serves plain HTTP.
+CONF_TLS_FINGERPRINT: Final = "tls_fingerprint"
 SCAN_INTERVAL: Final = timedelta(seconds=10)
 # Failed polls back off up to this interval instead of hammering a dead agent.
 MAX_BACKOFF: Final = timedelta(minutes=5)

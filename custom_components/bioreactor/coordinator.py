@@ -24,6 +24,7 @@ from homeassistant.util.hass_dict import HassKey
 from .api import (
     AgentStatus,
     BioreactorAuthenticationError,
+    BioreactorCertificateError,
     BioreactorClient,
     BioreactorError,
     BioreactorRateLimitedError,
@@ -105,6 +106,13 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         except BioreactorError as err:
             if isinstance(err, BioreactorWrongAgentError):
                 self._issue("wrong_agent", True, {"host": self.client.host, "other": err.actual})
+            if isinstance(err, BioreactorCertificateError):
+                # Nothing was sent; only the user can tell a new certificate from an impostor.
+                self._issue(
+                    "certificate_changed",
+                    True,
+                    {"host": self.client.host, "pinned": err.expected, "presented": err.actual},
+                )
             # Back off: double the interval up to MAX_BACKOFF while the agent is down.
             current = self.update_interval or SCAN_INTERVAL
             self.update_interval = min(current * 2, MAX_BACKOFF)
@@ -115,6 +123,7 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
             ) from err
         self.update_interval = SCAN_INTERVAL
         self._issue("wrong_agent", False, {})
+        self._issue("certificate_changed", False, {})
         self._update_repairs(status)
         if self._delivering:
             self._start_drain()

@@ -76,6 +76,7 @@ def mock_client(status_payload: dict[str, Any]) -> Generator[AsyncMock]:
         client.status.side_effect = current_status
         client.readings.return_value = ReadingsPage(AGENT_ID, "epoch1", 0, False, ())
         client.ack.return_value = 0
+        client.certificate_fingerprint.return_value = None  # plain HTTP unless a test says
         yield client
 
 

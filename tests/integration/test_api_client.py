@@ -4,6 +4,7 @@ agent: strict parsing, validation of everything that names a file, and every err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from custom_components.bioreactor.api import (
     DEFAULT_RETRY_AFTER,
     MAX_RETRY_AFTER,
     BioreactorAuthenticationError,
+    BioreactorCertificateError,
     BioreactorClient,
     BioreactorConnectionError,
     BioreactorError,
@@ -36,6 +38,7 @@ from custom_components.bioreactor.api import (
 from tests.support.agent_process import AgentProcess
 
 from .conftest import FIXTURES
+from .tls_server import SelfSigned, make_certificate
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 Handler = Callable[[web.Request], Any]
@@ -46,16 +49,28 @@ async def serve() -> AsyncIterator[Callable[[Handler], Any]]:
     servers: list[TestServer] = []
     sessions: list[aiohttp.ClientSession] = []
 
-    async def start(handler: Handler, agent_id: str | None = None) -> BioreactorClient:
+    async def start(
+        handler: Handler,
+        agent_id: str | None = None,
+        *,
+        tls: SelfSigned | None = None,
+        pin: str | None = None,
+    ) -> BioreactorClient:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handler)
         server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
+        await server.start_server(ssl=tls.server_context() if tls else None)
         servers.append(server)
         session = aiohttp.ClientSession()
         sessions.append(session)
         return BioreactorClient(
-            "127.0.0.1", server.port or 0, "secret", session, agent_id=agent_id, request_timeout=2
+            "127.0.0.1",
+            server.port or 0,
+            "secret",
+            session,
+            agent_id=agent_id,
+            tls_fingerprint=pin,
+            request_timeout=2,
         )
 
     yield start
@@ -374,6 +389,66 @@ async def test_unreachable_agent_is_a_connection_error(tmp_path: Path) -> None:
             await client.info()
 
 
+# -- HTTPS with a pinned certificate ------------------------------------------------
+
+
+async def test_certificate_fingerprint_is_read_without_sending_anything(
+    serve: Any, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response(status_fixture())
+
+    certificate = make_certificate(tmp_path)
+    client = await serve(handler, tls=certificate)
+    assert await client.certificate_fingerprint() == certificate.fingerprint
+    assert seen == []
+    # A plain HTTP agent has no certificate to pin.
+    plain = await serve(handler)
+    assert await plain.certificate_fingerprint() is None
+    assert seen == []
+
+
+async def test_certificate_probe_of_a_closed_port_is_a_connection_error(serve: Any) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = BioreactorClient("127.0.0.1", 1, None, session, request_timeout=2)
+        with pytest.raises(BioreactorConnectionError):
+            await client.certificate_fingerprint()
+
+
+async def test_pinned_certificate_is_required(serve: Any, tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response(status_fixture())
+
+    certificate = make_certificate(tmp_path / "agent")
+    client = await serve(handler, tls=certificate, pin=certificate.fingerprint)
+    assert (await client.status()).info.name
+    assert seen == ["Bearer secret"]
+
+    other = make_certificate(tmp_path / "other").fingerprint
+    impostor = await serve(handler, tls=certificate, pin=other)
+    with pytest.raises(BioreactorCertificateError) as caught:
+        await impostor.status()
+    assert (caught.value.expected, caught.value.actual) == (other, certificate.fingerprint)
+    assert seen == ["Bearer secret"], "the token went to a certificate that was not pinned"
+
+    # A pinned agent that now answers plain HTTP is unreachable, never downgraded.
+    downgraded = await serve(handler, pin=certificate.fingerprint)
+    with pytest.raises(BioreactorConnectionError):
+        await downgraded.status()
+    assert seen == ["Bearer secret"]
+
+
+def test_malformed_fingerprint_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a SHA-256 fingerprint"):
+        BioreactorClient("h", 1, None, None, tls_fingerprint="ab:cd")  # type: ignore[arg-type]
+
+
 # -- the real agent ------------------------------------------------------------------
 
 
@@ -434,3 +509,44 @@ async def test_real_agent_rate_limit_is_a_temporary_error(agent: AgentProcess) -
         assert failures >= 1
         assert isinstance(caught.value, BioreactorRateLimitedError), caught.value
         assert 1 <= caught.value.retry_after <= 60
+
+
+async def test_real_https_agent_is_pinned_to_the_fingerprint_it_prints(tmp_path: Path) -> None:
+    """`simulate --tls`: the fingerprint the client reads from the handshake is the one
+    `bioreactor-edge token` prints beside the token, and pins every request."""
+    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
+    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
+    agent = AgentProcess(python, tmp_path / "agent", rate_hz=5.0, sensors=2, extra_args=("--tls",))
+    agent.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            probe = BioreactorClient("127.0.0.1", agent.port, None, session, request_timeout=2)
+            for _ in range(300):
+                with contextlib.suppress(BioreactorConnectionError):
+                    fingerprint = await probe.certificate_fingerprint()
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"the agent never served: {agent.log_tail()}")
+            token = await asyncio.create_subprocess_exec(
+                *(python, "-m", "bioreactor_edge", "token", "--data-dir", str(agent.agent_dir)),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            printed, _ = await token.communicate()
+            assert f"certificate SHA-256 fingerprint: {fingerprint}" in printed.decode()
+
+            pinned = BioreactorClient(
+                "127.0.0.1", agent.port, agent.token, session, tls_fingerprint=fingerprint
+            )
+            assert (await pinned.status()).journal.epoch
+            other = "00:" * 31 + "00"
+            wrong = BioreactorClient(
+                "127.0.0.1", agent.port, agent.token, session, tls_fingerprint=other
+            )
+            with pytest.raises(BioreactorCertificateError):
+                await wrong.status()
+            plain = BioreactorClient("127.0.0.1", agent.port, agent.token, session)
+            with pytest.raises(BioreactorConnectionError):
+                await plain.status()
+    finally:
+        agent.stop()

@@ -100,7 +100,11 @@ async def test_zeroconf_discovery_asks_for_the_token(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "zeroconf_confirm"
-    assert result["description_placeholders"] == {"name": "Bench A", "host": "192.0.2.20"}
+    assert result["description_placeholders"] == {
+        "name": "Bench A",
+        "host": "192.0.2.20",
+        "fingerprint": "none (plain HTTP)",
+    }
 
     mock_client.status.side_effect = BioreactorAuthenticationError("no")
     result = await hass.config_entries.flow.async_configure(

@@ -1,7 +1,8 @@
-"""Pairing that fails safe, against real HTTP servers on loopback: a zeroconf announcement
-moves a configured agent to a new address only once that address answers as the same
-agent and takes the stored token; otherwise nothing changes and the token never goes to
-a host that named another agent."""
+"""Pairing that fails safe, against real HTTP(S) servers on loopback: a zeroconf
+announcement moves a configured agent to a new address only once that address answers as
+the same agent (with the pinned certificate, when it has one) and takes the stored token;
+otherwise nothing changes and the token never goes to a host that named another agent or
+presented another certificate. An HTTPS agent's certificate is pinned at pairing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +23,10 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.bioreactor.const import DOMAIN
+from custom_components.bioreactor.const import CONF_TLS_FINGERPRINT, DOMAIN
 
 from .conftest import AGENT_ID, ENTRY_DATA, FIXTURES, TOKEN
+from .tls_server import SelfSigned, make_certificate
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -34,6 +37,7 @@ class FakeAgent:
 
     agent_id: str = AGENT_ID
     token: str = TOKEN
+    tls: SelfSigned | None = None
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     server: TestServer | None = None
 
@@ -67,7 +71,7 @@ async def serve() -> AsyncIterator[Callable[[FakeAgent], Awaitable[FakeAgent]]]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", agent.handle)
         agent.server = TestServer(app, host="127.0.0.1")
-        await agent.server.start_server()
+        await agent.server.start_server(ssl=agent.tls.server_context() if agent.tls else None)
         servers.append(agent.server)
         return agent
 
@@ -214,3 +218,61 @@ async def test_reauth_does_not_send_the_new_token_to_another_agent(
     assert result["reason"] == "wrong_agent"
     assert impostor.tokens_seen == []
     assert entry.data[CONF_TOKEN] == TOKEN
+
+
+# -- HTTPS: trust on first use ----------------------------------------------------------
+
+
+async def test_discovered_https_agent_is_paired_with_its_certificate_pinned(
+    hass: HomeAssistant, serve: Any, tmp_path: Path
+) -> None:
+    certificate = make_certificate(tmp_path)
+    agent = await serve(FakeAgent(tls=certificate))
+    result = await announce(hass, agent.port)
+    assert result["step_id"] == "zeroconf_confirm"
+    # Shown for the user to compare with what `bioreactor-edge token` prints.
+    assert result["description_placeholders"]["fingerprint"] == certificate.fingerprint
+    assert agent.requests == []  # the fingerprint comes from the handshake alone
+
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_TOKEN: TOKEN})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_TLS_FINGERPRINT] == certificate.fingerprint
+    assert agent.requests[:2] == [("/api/v1/info", None), ("/api/v1/status", f"Bearer {TOKEN}")]
+
+
+async def test_manual_setup_pins_the_certificate(
+    hass: HomeAssistant, serve: Any, tmp_path: Path
+) -> None:
+    certificate = make_certificate(tmp_path)
+    agent = await serve(FakeAgent(tls=certificate))
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: TOKEN}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_TLS_FINGERPRINT] == certificate.fingerprint
+
+
+async def test_pinned_agent_moves_only_to_an_address_with_its_certificate(
+    hass: HomeAssistant, serve: Any, tmp_path: Path
+) -> None:
+    certificate = make_certificate(tmp_path / "agent")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Bench A",
+        unique_id=AGENT_ID,
+        data={**ENTRY_DATA, CONF_TLS_FINGERPRINT: certificate.fingerprint},
+    )
+    entry.add_to_hass(hass)
+    # Same agent id, same token (a stolen backup, say), but not the pinned certificate.
+    impostor = await serve(FakeAgent(tls=make_certificate(tmp_path / "impostor")))
+    result = await announce(hass, impostor.port)
+    assert result["reason"] == "host_not_verified"
+    assert impostor.requests == []  # the handshake failed before any request
+    assert entry.data[CONF_HOST] == ENTRY_DATA[CONF_HOST]
+
+    agent = await serve(FakeAgent(tls=certificate))
+    result = await announce(hass, agent.port)
+    assert result["reason"] == "already_configured"
+    assert (entry.data[CONF_HOST], entry.data[CONF_PORT]) == ("127.0.0.1", agent.port)
+    assert entry.data[CONF_TLS_FINGERPRINT] == certificate.fingerprint

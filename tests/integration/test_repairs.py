@@ -1,6 +1,7 @@
 """Repair issues from the agent's status: readings dropped (by cause), a new journal epoch
 after lost readings, an unsynchronized clock, a failing sensor, another agent at the
-configured address. Every issue has a translation that uses exactly its placeholders."""
+configured address, a changed certificate. Every issue has a translation that uses exactly
+its placeholders."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.bioreactor.api import BioreactorWrongAgentError
+from custom_components.bioreactor.api import (
+    BioreactorCertificateError,
+    BioreactorWrongAgentError,
+)
 from custom_components.bioreactor.const import DOMAIN
 
 from .conftest import AGENT_ID
@@ -181,6 +185,36 @@ async def test_another_agent_at_the_address(
     mock_client.status.side_effect = working
     await poll(hass, freezer, 30)
     assert issue(issue_registry, "wrong_agent") is None
+
+
+async def test_changed_certificate_is_a_repair_not_a_reauth(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    mock_client: AsyncMock,
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    mock_client.host = "192.0.2.10"
+    working = mock_client.status.side_effect
+    pinned, presented = "AA:" * 31 + "AA", "BB:" * 31 + "BB"
+    mock_client.status.side_effect = BioreactorCertificateError(pinned, presented)
+    await poll(hass, freezer, 10)
+    changed = issue(issue_registry, "certificate_changed")
+    assert changed is not None
+    assert changed.translation_placeholders == {
+        "agent": "Simulated bench 1",
+        "host": "192.0.2.10",
+        "pinned": pinned,
+        "presented": presented,
+    }
+    assert_translated(changed)
+    assert hass.config_entries.flow.async_progress() == []
+    assert mock_config_entry.state is ConfigEntryState.LOADED
+
+    mock_client.status.side_effect = working
+    await poll(hass, freezer, 30)
+    assert issue(issue_registry, "certificate_changed") is None
 
 
 def test_every_issue_translation_is_used() -> None:
