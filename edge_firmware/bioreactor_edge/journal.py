@@ -237,7 +237,7 @@ class Journal:
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         existed = self._path.exists()
         wal = scan_wal(Path(f"{self._path}-wal"))
-        floor = self._floor.open()
+        floor = self._open_floor()
         problems = [wal.problem] if wal.problem else []
         corrupt = ""
         if existed:
@@ -275,7 +275,8 @@ class Journal:
                     f"of epoch {old}; continuing in a new epoch"
                 )
         self._load_state()
-        self._floor.save(Floor(self.epoch, self._newest))
+        with contextlib.suppress(OSError):  # retried before anything is served
+            self._floor.save(Floor(self.epoch, self._newest))
         self.recovery = RecoveryReport(
             discarded_frames=wal.discarded_frames,
             discarded_bytes=wal.discarded_bytes,
@@ -284,6 +285,15 @@ class Journal:
             lost_readings=lost,
             message="; ".join(problems),
         )
+
+    def _open_floor(self) -> Floor | None:
+        """The recorded served floor; a file that cannot be made (a full disk) is no reason
+        to stop: nothing is served until it can be written (503, retried by the consumer)."""
+        try:
+            return self._floor.open()
+        except OSError as err:
+            _LOGGER.warning("journal cannot record its served floor yet: %s", err)
+            return None
 
     def _lost_in_recovery(self, wal: WalScan, floor: Floor | None) -> int:
         """How many committed readings recovery lost: 0 if none (or none can be proven).

@@ -100,14 +100,10 @@ class FloorFile:
         self.floor: Floor | None = None
 
     def open(self) -> Floor | None:
-        """Creates the file if needed; returns the newest floor recorded before (if any)."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Makes the file if needed; returns the newest floor recorded before (if any)."""
+        fd = self._open_allocated()
         try:
             records = _records(os.pread(fd, 2 * _SLOT_BYTES, 0))
-            if os.fstat(fd).st_size < 2 * _SLOT_BYTES:
-                os.ftruncate(fd, 2 * _SLOT_BYTES)
-                os.fsync(fd)
-                _fsync_directory(self._path.parent)
         finally:
             os.close(fd)
         if records:
@@ -116,18 +112,31 @@ class FloorFile:
 
     def save(self, floor: Floor) -> None:
         """Records `floor` durably (fdatasync) in the slot not holding the newest record."""
-        self._generation += 1
         record = _RECORD.pack(
-            _MAGIC, self._generation, floor.newest_seq, floor.epoch.encode("ascii")
+            _MAGIC, self._generation + 1, floor.newest_seq, floor.epoch.encode("ascii")
         )
         record += zlib.crc32(record).to_bytes(4, "big")
-        fd = os.open(self._path, os.O_WRONLY)
+        fd = self._open_allocated()
         try:
-            os.pwrite(fd, record, (self._generation % 2) * _SLOT_BYTES)
+            os.pwrite(fd, record, ((self._generation + 1) % 2) * _SLOT_BYTES)
             os.fdatasync(fd)
         finally:
             os.close(fd)
+        self._generation += 1
         self.floor = floor
+
+    def _open_allocated(self) -> int:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < 2 * _SLOT_BYTES:
+                # Allocated, not sparse: later rewrites never need a block of a full disk.
+                os.posix_fallocate(fd, 0, 2 * _SLOT_BYTES)
+                os.fsync(fd)
+                _fsync_directory(self._path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -25,10 +25,11 @@ from bioreactor_edge.journal import (
     EpochMismatch,
     Journal,
     JournalError,
+    JournalUnavailable,
     TooManyConsumers,
     UnknownConsumer,
 )
-from bioreactor_edge.journal_lineage import Ancestor
+from bioreactor_edge.journal_lineage import FLOOR_FILE, Ancestor, Floor, FloorFile
 from bioreactor_edge.models import NewReading, Reading
 
 T0_MS = 1_795_575_600_000  # 2026-11-25T03:00:00Z
@@ -1001,3 +1002,39 @@ async def test_consumers_are_persisted_and_bounded(tmp_path: Path) -> None:
         assert len(reopened.consumers()) == MAX_CONSUMERS + 1
     finally:
         await reopened.close()
+
+
+# -- the served floor ----------------------------------------------------------------------
+
+
+def test_floor_survives_a_torn_newest_slot(tmp_path: Path) -> None:
+    floor_file = FloorFile(tmp_path)
+    assert floor_file.open() is None
+    floor_file.save(Floor("aaaa", 10))
+    floor_file.save(Floor("aaaa", 20))  # generation 2, in slot 0
+    data = bytearray((tmp_path / FLOOR_FILE).read_bytes())
+    data[5] ^= 0xFF  # the newest record is torn: its CRC no longer matches
+    (tmp_path / FLOOR_FILE).write_bytes(bytes(data))
+    again = FloorFile(tmp_path)
+    assert again.open() == Floor("aaaa", 10)
+    again.save(Floor("aaaa", 30))  # overwrites the torn slot, wins over the older one
+    assert FloorFile(tmp_path).open() == Floor("aaaa", 30)
+    assert (tmp_path / FLOOR_FILE).stat().st_size == 1024  # allocated once, rewritten in place
+
+
+async def test_floor_unmakeable_at_open_blocks_serving_not_opening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: FloorFile) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FloorFile, "_open_allocated", full)
+    journal = await Journal.open(tmp_path)
+    try:
+        await journal.append(tick(0))  # sampling goes on
+        with pytest.raises(JournalUnavailable):
+            await journal.read_after(0, 10)  # never serve what the floor does not cover
+        monkeypatch.undo()
+        assert len((await journal.read_after(0, 10))[0]) == 5
+    finally:
+        await journal.close()
