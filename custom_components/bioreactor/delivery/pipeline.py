@@ -176,7 +176,7 @@ class Delivery:
     @property
     def position(self) -> Position:
         epoch = self._lineage.current
-        return Position(epoch, self._lineage.high_water(epoch) if epoch else 0)
+        return Position(epoch, self._lineage.high_water(epoch, self._ancestors) if epoch else 0)
 
     async def _blocking(self, job: Callable[..., Any], *args: Any) -> Any:
         """Runs a storage job; a cancelled caller still waits for it (the thread cannot be
