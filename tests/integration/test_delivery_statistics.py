@@ -21,8 +21,8 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 
 from custom_components.bioreactor.api import Reading, ReadingsPage
 from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
-from custom_components.bioreactor.delivery import statistics
-from custom_components.bioreactor.delivery.pipeline import Delivery
+from custom_components.bioreactor.delivery import archive, statistics
+from custom_components.bioreactor.delivery.pipeline import Delivery, late_hours
 from custom_components.bioreactor.delivery.recorder_import import unit_converter
 from tests.support.archive_files import archive_rows
 from tests.support.light_pipeline import run_blocking
@@ -219,3 +219,16 @@ async def test_an_hour_in_two_units_is_one_statistic(
     )  # fmt: skip
     [row] = stats[temp]
     assert (row["mean"], row["min"], row["max"]) == pytest.approx((92 / 3, 30.0, 32.0))
+
+
+def test_readings_of_an_unsynchronized_clock_make_no_statistics(tmp_path: Path) -> None:
+    at = datetime(2026, 11, 25, 3, 10, tzinfo=UTC)
+    stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    good = Reading(1, stamp, "bus1", "bus1-ph-63", "ph", 7.0, "pH", "good")
+    unsynced = Reading(2, stamp, "bus1", "bus1-ph-63", "ph", 9.0, "pH", "unsynced")
+    cutoff = at + timedelta(hours=2)
+    assert late_hours((unsynced,), cutoff) == frozenset()
+    assert late_hours((good, unsynced), cutoff) == {"bus1/2026-11-25T03"}
+    archive.append(archive.plan_append(tmp_path, AGENT_ID, "e1", [good, unsynced]))
+    [aggregate] = statistics.aggregate_hour(tmp_path, "bus1/2026-11-25T03").values()
+    assert (aggregate.count, aggregate.mean) == (1, 7.0)

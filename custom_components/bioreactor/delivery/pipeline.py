@@ -38,7 +38,7 @@ from ..api import (
     ReadingsPage,
 )
 from ..const import LIVE_WINDOW
-from . import archive, lineage
+from . import archive, lineage, statistics
 from .lineage import Lineage
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,9 +81,14 @@ class Stored:
 
 
 def late_hours(readings: tuple[Reading, ...], cutoff: datetime) -> frozenset[str]:
-    """The "reactor/YYYY-MM-DDTHH" hours of readings older than `cutoff` (an outage backlog)."""
+    """The "reactor/YYYY-MM-DDTHH" hours of readings older than `cutoff` (an outage
+    backlog), except readings whose clock was not synchronized (their hour is unknown)."""
     limit = cutoff.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return frozenset(f"{r.reactor}/{r.time[:13]}" for r in readings if r.time < limit)
+    return frozenset(
+        f"{r.reactor}/{r.time[:13]}"
+        for r in readings
+        if r.time < limit and r.quality != statistics.UNSYNCED
+    )
 
 
 def recover(lineage_path: Path, agent_id: str, agent_dir: Path) -> Lineage:
