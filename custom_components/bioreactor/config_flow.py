@@ -67,6 +67,7 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         self._port = DEFAULT_PORT
         self._name = ""
         self._fingerprint: str | None = None
+        self._token = ""
 
     async def _probe_certificate(self, host: str, port: int) -> bool:
         """Trust on first use: remembers the certificate the agent presents now (None for
@@ -143,18 +144,43 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         errors: dict[str, str] = {}
         if user_input is not None:
-            host, port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
-            info, errors = await self._pair(host, port, user_input[CONF_TOKEN])
-            if info is not None:
-                await self.async_set_unique_id(info.agent_id)
-                connection = {CONF_HOST: host, CONF_PORT: port, **self._pinned()}
-                self._abort_if_unique_id_configured(updates=connection)
-                return self.async_create_entry(
-                    title=info.name, data={**connection, CONF_TOKEN: user_input[CONF_TOKEN]}
-                )
-            self._host, self._port = host, port
+            self._host, self._port = user_input[CONF_HOST].strip(), user_input[CONF_PORT]
+            self._token = user_input[CONF_TOKEN]
+            if not await self._probe_certificate(self._host, self._port):
+                errors = {"base": "cannot_connect"}
+            elif self._fingerprint is not None:
+                # HTTPS: the user compares the fingerprint before the token is sent.
+                return await self.async_step_confirm_certificate()
+            else:
+                return await self._create_or_update()
         return self.async_show_form(
             step_id="user", data_schema=_connection_schema(self._host, self._port), errors=errors
+        )
+
+    async def async_step_confirm_certificate(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        if user_input is not None:
+            return await self._create_or_update()
+        return self.async_show_form(
+            step_id="confirm_certificate",
+            description_placeholders={"host": self._host, "fingerprint": self._fingerprint or ""},
+        )
+
+    async def _create_or_update(self) -> ConfigFlowResult:
+        """Validates the manual step's input; a known agent gets the new connection."""
+        info, errors = await self._validate(self._host, self._port, self._token, self._fingerprint)
+        if info is None:
+            return self.async_show_form(
+                step_id="user",
+                data_schema=_connection_schema(self._host, self._port),
+                errors=errors,
+            )
+        await self.async_set_unique_id(info.agent_id)
+        connection = {CONF_HOST: self._host, CONF_PORT: self._port, **self._pinned()}
+        self._abort_if_unique_id_configured(updates=connection)
+        return self.async_create_entry(
+            title=info.name, data={**connection, CONF_TOKEN: self._token}
         )
 
     async def async_step_zeroconf(self, discovery_info: ZeroconfServiceInfo) -> ConfigFlowResult:

@@ -79,6 +79,16 @@ async def test_user_flow_errors_then_recovers(
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
+async def test_user_flow_unreachable_host(hass: HomeAssistant, mock_client: AsyncMock) -> None:
+    """Nothing answers the certificate probe: nothing else is tried."""
+    mock_client.certificate_fingerprint.side_effect = BioreactorConnectionError("refused")
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], ENTRY_DATA)
+    assert result["errors"] == {"base": "cannot_connect"}
+    mock_client.info.assert_not_called()
+    mock_client.status.assert_not_called()
+
+
 async def test_user_flow_aborts_for_known_agent_and_updates_host(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry
 ) -> None:

@@ -249,8 +249,31 @@ async def test_manual_setup_pins_the_certificate(
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: TOKEN}
     )
+    # The fingerprint to compare comes first; nothing has been sent yet.
+    assert result["step_id"] == "confirm_certificate"
+    assert result["description_placeholders"] == {
+        "host": "127.0.0.1",
+        "fingerprint": certificate.fingerprint,
+    }
+    assert agent.requests == []
+
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_TLS_FINGERPRINT] == certificate.fingerprint
+    assert agent.requests[:2] == [("/api/v1/info", None), ("/api/v1/status", f"Bearer {TOKEN}")]
+
+
+async def test_manual_setup_with_a_wrong_token_returns_to_the_form(
+    hass: HomeAssistant, serve: Any, tmp_path: Path
+) -> None:
+    agent = await serve(FakeAgent(tls=make_certificate(tmp_path)))
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: "nope"}
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["step_id"] == "user"
+    assert result["errors"] == {"base": "invalid_auth"}
 
 
 async def test_pinned_agent_moves_only_to_an_address_with_its_certificate(
