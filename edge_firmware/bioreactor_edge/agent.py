@@ -47,6 +47,9 @@ RETENTION_EVERY_S = 60.0
 # Control loops tick twice per sampling interval, at least once a second: an
 # input going stale or into error reaches the actuators within one interval.
 CONTROL_MAX_TICK_S = 1.0
+# Reading qualities a loop may act on. Uncompensated pH is off by ~0.003 pH per
+# °C per pH unit from 7 (Nernst slope): usable; a suspect reading is not.
+CONTROL_QUALITIES = frozenset({Quality.GOOD.value, Quality.UNCOMPENSATED.value})
 UNKNOWN_IDENTITY_MODEL = "unidentified"
 # An unidentified address is asked again after skipping 0, 1, 3, 7, 15 scans.
 MAX_IDENTIFY_SKIP_SCANS = 15
@@ -435,9 +438,10 @@ class Agent:
     def _control_input(self, reactor_id: str, kind: str, quantity: str) -> Input | None:
         """The newest reading of `quantity` from the reactor's `kind` sensors, for a loop.
 
-        Good only from an online sensor with a good reading and no failed attempt
-        since (a loop locks out at the first failure, not after the sampler's
-        ERROR_AFTER); an offline sensor's last value is no input at all.
+        Good only from an online sensor with no failed attempt since (a loop locks
+        out at the first failure, not after the sampler's ERROR_AFTER) and a good
+        or merely uncompensated reading; an offline sensor's last value is no
+        input at all.
         """
         newest: Input | None = None
         for handler in self.reactors[reactor_id].sensors.values():
@@ -453,7 +457,7 @@ class Agent:
             good = (
                 handler.status is SensorStatus.ONLINE
                 and handler.consecutive_errors == 0
-                and last.quality == Quality.GOOD.value
+                and last.quality in CONTROL_QUALITIES
             )
             candidate = Input(last.value, last.time_ms / 1000, good)
             if newest is None or candidate.time_s > newest.time_s:

@@ -122,9 +122,10 @@ class Loop:
     async def lockout(self, reason: str) -> None:
         if self.reason != reason:
             _LOGGER.warning("loop %s locked out: %s", self.id, reason)
-        self.state, self.reason = "lockout", reason
         self.reset()
         await self.all_safe(by=f"lockout:{reason}")
+        # Shown once the outputs are where a lockout puts them.
+        self.state, self.reason = "lockout", reason
 
     def reset(self) -> None:
         """Forgets controller history (after a lockout or a mode change)."""
@@ -262,8 +263,12 @@ class PhLoop(Loop):
         )
 
     def clear_alarm(self) -> None:
-        for doser in self.dosers.values():
+        """A person checked pumps and lines: dosing may resume."""
+        for name, doser in self.dosers.items():
             doser.clear_alarm()
+            pump = self.outputs[name]
+            if isinstance(pump, Pump):
+                pump.clear_fault()
 
     async def run(self, now_s: float) -> None:
         settings, limits = self._dosing_settings(), self._dosing_limits()

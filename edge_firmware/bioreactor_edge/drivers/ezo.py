@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from dataclasses import dataclass
 from typing import ClassVar
 
 from ..bus import BusNak, I2CDevice
@@ -116,10 +117,15 @@ async def ezo_reply(device: I2CDevice, timing: Timing, *, length: int = REPLY_LE
 
 
 async def ezo_query(device: I2CDevice, command: str, timing: Timing) -> str:
-    """Sends a command taking the short (~300 ms) processing delay and returns its reply."""
-    await device.write(command.encode("ascii"))
-    await asyncio.sleep(timing.command_s)
-    return await ezo_reply(device, timing)
+    """Sends a command taking the short (~300 ms) processing delay and returns its reply.
+
+    Holds the device's conversation lock: nothing else is sent to the circuit
+    between the command and its reply (see I2CDevice.conversation).
+    """
+    async with device.conversation():
+        await device.write(command.encode("ascii"))
+        await asyncio.sleep(timing.command_s)
+        return await ezo_reply(device, timing)
 
 
 def answer(payload: str, prefix: str, what: str) -> list[str]:
@@ -397,9 +403,10 @@ class PmpDriver(EzoDriver):
     Commands (EZO-PMP datasheet V1.3, I2C chapter): `D,<ml>` "Volume dispensing"
     (a negative volume runs in reverse), `DC,<ml/min>,<minutes|*>` "Constant
     flow rate" (p.55), `X` "Stop dispensing", `D,?` -> `?D,<ml>,<1|0>`. Each
-    answers after a 300 ms processing delay. Every conversation with the pump,
-    the sampler's `TV,?` included, holds the device's conversation lock, so a
-    dose command can never take the sampler's reply or the other way round.
+    answers after a 300 ms processing delay. Every conversation with the pump
+    (the sampler's `TV,?` and discovery's `i` included) is one `ezo_query`
+    under the device's conversation lock, so a dose command can never take
+    another's reply or the other way round.
     """
 
     kind = "pmp"
@@ -426,8 +433,7 @@ class PmpDriver(EzoDriver):
 
     async def query(self, command: str) -> str:
         """One command and its reply, with nothing else sent to the pump in between."""
-        async with self.device.conversation():
-            return await ezo_query(self.device, command, self.timing)
+        return await ezo_query(self.device, command, self.timing)
 
     async def total_volume(self) -> float:
         """`TV,?`: mL dispensed since power-up (reverse runs count negative)."""
@@ -461,3 +467,77 @@ class PmpDriver(EzoDriver):
     async def stop(self) -> None:
         """`X`: stops any dispense at once (the reply's text is not relied on)."""
         await self.query("X")
+
+
+# -- Calibration ------------------------------------------------------------------
+# Every calibration command in one place. From the I2C "Calibration" pages:
+#   pH (EZO-pH V5.x p.52): `Cal,mid,n`, `Cal,low,n`, `Cal,high,n` (900 ms each), `Cal,?`
+#     -> `?CAL,0|1|2|3` (300 ms); "Issuing the cal,mid command after the EZO pH circuit has
+#     been calibrated, will clear the other calibration points". "Slope" (p.55): `Slope,?`
+#     -> `?Slope,<acid %>,<base %>[,<zero offset mV>]` (the offset from firmware 2.12 on).
+#   DO (EZO-DO V5.x p.52): `Cal` to atmospheric oxygen, `Cal,0` to zero dissolved oxygen
+#     (1.3 s each), `Cal,?` -> `?CAL,0|1|2`.
+#   EC (EZO-EC V6.2, "Calibration"): `Cal,dry` first, then `Cal,low,n` and `Cal,high,n`
+#     in µS/cm (600 ms each), `Cal,?` -> `?CAL,0|1|2`.
+# Replies are polled while the circuit answers 254, so the longer delays need no own timing.
+
+# Calibration points each circuit kind accepts, in the order they must be done.
+CALIBRATION_POINTS = {"ph": ("mid", "low", "high"), "do": ("atmospheric", "zero"),
+                      "ec": ("dry", "low", "high")}  # fmt: skip
+# Points that take the calibration solution's value (pH buffer, EC standard in µS/cm).
+CALIBRATION_VALUED = frozenset({("ph", "mid"), ("ph", "low"), ("ph", "high"),
+                                ("ec", "low"), ("ec", "high")})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PhSlope:
+    """`Slope,?`: how closely the probe matches an ideal one, per side of pH 7."""
+
+    acid_pct: float
+    base_pct: float
+    offset_mv: float | None  # firmware before 2.12 does not report it
+
+
+def calibration_command(kind: str, point: str, value: float | None) -> str:
+    """The command committing `point` of a `kind` circuit; ValueError for a wrong pair."""
+    points = CALIBRATION_POINTS.get(kind)
+    if points is None or point not in points:
+        raise ValueError(f"{kind}: no calibration point {point!r}")
+    valued = (kind, point) in CALIBRATION_VALUED
+    if valued != (value is not None):
+        raise ValueError(f"{kind} {point}: " + ("needs a value" if valued else "takes no value"))
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{kind} {point}: value {value!r} is not finite")
+    if kind == "do":
+        return "Cal" if point == "atmospheric" else "Cal,0"
+    if point == "dry":
+        return "Cal,dry"
+    assert value is not None
+    # pH buffers as the datasheet writes them (`Cal,mid,7.00`); EC standards in µS/cm.
+    text = f"{value:.2f}" if kind == "ph" else decimal_text(value)
+    return f"Cal,{point},{text}"
+
+
+async def calibrate(driver: EzoDriver, point: str, value: float | None) -> None:
+    """Commits one calibration point; the circuit stores it in its EEPROM at once."""
+    command = calibration_command(driver.kind, point, value)
+    await driver.device.write(command.encode("ascii"))
+    await asyncio.sleep(driver.timing.read_s)
+    await ezo_reply(driver.device, driver.timing)
+
+
+async def calibration_points(driver: EzoDriver) -> int:
+    """`Cal,?`: how many points the circuit holds (0 = not calibrated)."""
+    fields = answer(await ezo_query(driver.device, "Cal,?", driver.timing), "CAL", "Cal,?")
+    if len(fields) != 1 or not fields[0].isdigit():
+        raise DriverError("garbage", f"{driver.kind}: unexpected reply to Cal,?: {fields!r}")
+    return int(fields[0])
+
+
+async def ph_slope(driver: EzoDriver) -> PhSlope:
+    """`Slope,?` of a pH circuit."""
+    fields = answer(await ezo_query(driver.device, "Slope,?", driver.timing), "Slope", "Slope,?")
+    if len(fields) not in (2, 3):
+        raise DriverError("garbage", f"ph: unexpected reply to Slope,?: {fields!r}")
+    values = [parse_number(text, "ph slope") for text in fields]
+    return PhSlope(values[0], values[1], values[2] if len(values) == 3 else None)
