@@ -13,21 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__
 from .actuators import build_actuators, chip_addresses
 from .api import SensorInUse, journal_json, journal_problems
 from .bus import BusError, BusOwner, RawBus
+from .calibration import Calibrator
 from .clock_sync import always_synced, mark_unsynced
 from .config import AgentConfig, ReactorConfig
 from .control.dosing import Input
 from .control.runner import Controller
 from .discovery import Identification, Place, ScanResult, identify_address, scan_places
 from .drivers import create_driver, default_identity
-from .drivers.base import DEFAULT_TIMING, Identity, Timing
+from .drivers.base import DEFAULT_TIMING, Driver, Identity, Timing
 from .journal import Journal
 from .models import NewReading, Quality, SensorStatus
 from .sampler import (
@@ -41,6 +42,7 @@ from .sampler import (
 from .timefmt import iso_ms
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 API_VERSION = 1
 RETENTION_EVERY_S = 60.0
@@ -128,6 +130,7 @@ class Agent:
         self._scan_lock = asyncio.Lock()
         self._last_scan_ms: int | None = None
         self.control: Controller | None = None
+        self._calibration: Calibrator | None = None
 
     # -- AgentBackend -------------------------------------------------------
 
@@ -144,6 +147,12 @@ class Agent:
         if self._journal is None:
             raise RuntimeError("the agent is not started")
         return self._journal
+
+    @property
+    def calibration(self) -> Calibrator:
+        if self._calibration is None:
+            raise RuntimeError("the agent is not started")
+        return self._calibration
 
     def status(self) -> dict[str, Any]:
         journal = self.journal.stats()
@@ -227,10 +236,19 @@ class Agent:
         )
         if self._journal.recovery.message:
             _LOGGER.warning("journal recovery: %s", self._journal.recovery.message)
+        # Calibration commands run in the sensors' own tasks (Sampler.run_job).
+        self._calibration = Calibrator(
+            self.config.data_dir / "calibration.json",
+            self._find_sensor,
+            self._run_sensor_job,
+            clock=self._clock,
+        )
+        self._calibration.load()
         self._sampler = Sampler(
             self._append,
             min_interval_scale=self._timing.read_s / DEFAULT_TIMING.read_s,
             clock=self._clock,
+            observe=self._calibration.observe,
         )
         for config in self.config.reactors:
             if config.bus not in self._buses:
@@ -435,6 +453,18 @@ class Agent:
         temperature: TemperatureSource = reactor.temperatures
         self._sampler.start(handler, temperature)
 
+    def _find_sensor(self, sensor_id: str) -> SensorHandler | None:
+        for reactor in self.reactors.values():
+            if (handler := reactor.sensors.get(sensor_id)) is not None:
+                return handler
+        return None
+
+    def _run_sensor_job(
+        self, handler: SensorHandler, run: Callable[[Driver], Awaitable[T]]
+    ) -> Awaitable[T]:
+        assert self._sampler is not None
+        return self._sampler.run_job(handler, run)
+
     def _control_input(self, reactor_id: str, kind: str, quantity: str) -> Input | None:
         """The newest reading of `quantity` from the reactor's `kind` sensors, for a loop.
 
@@ -472,7 +502,10 @@ class Agent:
                 "bus": r.config.bus,
                 "mux_address": r.config.mux_address,
                 "mux_channel": r.config.mux_channel,
-                "sensors": [h.as_json() for h in r.sensors.values()],
+                "sensors": [
+                    {**h.as_json(), "calibration": self.calibration.sensor_json(h.id)}
+                    for h in r.sensors.values()
+                ],
                 **(
                     self.control.reactor_json(r.config.id)
                     if self.control is not None

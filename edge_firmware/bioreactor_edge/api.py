@@ -11,13 +11,15 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from .auth import FailureLimiter, token_matches
+from .calibration import CalibrationInvalid, CalibrationRefused, Calibrator
 from .journal import (
     DEFAULT_CONSUMER,
     AckBeyondNewest,
@@ -72,6 +74,8 @@ class AgentBackend(Protocol):
     def status(self) -> dict[str, Any]: ...
     async def scan(self) -> dict[str, Any]: ...
     def forget_sensor(self, sensor_id: str) -> None: ...
+    @property
+    def calibration(self) -> Calibrator: ...
 
 
 class ApiError(Exception):
@@ -299,6 +303,56 @@ class _Routes:
             raise ApiError(409, "conflict", str(err)) from None
         return web.json_response({"forgotten": sensor_id})
 
+    # Guided calibration (docs/calibration.md): the agent enforces order and stability.
+
+    async def calibration_start(self, request: web.Request) -> web.Response:
+        _no_query(request)
+        sensor_id = request.match_info["sensor_id"]
+        body = await _json_object(request, allow_empty=True)
+        with _calibration_errors(sensor_id):
+            return web.json_response(self._backend.calibration.start(sensor_id, body))
+
+    async def calibration_progress(self, request: web.Request) -> web.Response:
+        _no_query(request)
+        sensor_id = request.match_info["sensor_id"]
+        with _calibration_errors(sensor_id, missing_session=404):
+            return web.json_response(self._backend.calibration.progress(sensor_id))
+
+    async def calibration_commit(self, request: web.Request) -> web.Response:
+        _no_query(request)
+        sensor_id = request.match_info["sensor_id"]
+        body = await _json_object(request)
+        unknown = set(body) - {"point", "value"}
+        if unknown:
+            raise _bad_request(f"unknown field {sorted(unknown)[0]!r}")
+        if "point" not in body:
+            raise _bad_request("'point' is required")
+        with _calibration_errors(sensor_id):
+            result = await self._backend.calibration.commit(
+                sensor_id, body["point"], body.get("value")
+            )
+        return web.json_response(result)
+
+    async def calibration_cancel(self, request: web.Request) -> web.Response:
+        _no_query(request)
+        sensor_id = request.match_info["sensor_id"]
+        with _calibration_errors(sensor_id, missing_session=404):
+            return web.json_response(self._backend.calibration.cancel(sensor_id))
+
+
+@contextmanager
+def _calibration_errors(sensor_id: str, *, missing_session: int = 409) -> Iterator[None]:
+    """Calibration refusals as API errors: 400 bad input, 404 unknown sensor, 409 state."""
+    try:
+        yield
+    except KeyError:
+        raise ApiError(404, "not_found", f"no sensor {sensor_id!r}") from None
+    except CalibrationInvalid as err:
+        raise _bad_request(str(err)) from None
+    except CalibrationRefused as err:
+        status = missing_session if err.code == "no_session" else 409
+        raise ApiError(status, err.code if status == 409 else "not_found", err.message) from None
+
 
 def _no_query(request: web.Request) -> None:
     if request.query:
@@ -389,6 +443,11 @@ def create_app(
     app.router.add_post(f"{API_PREFIX}/ack", routes.ack)
     app.router.add_post(f"{API_PREFIX}/scan", routes.scan)
     app.router.add_delete(API_PREFIX + "/sensors/{sensor_id}", routes.forget)
+    calibration = API_PREFIX + "/sensors/{sensor_id}/calibration"
+    app.router.add_post(calibration, routes.calibration_start)
+    app.router.add_get(calibration, routes.calibration_progress, allow_head=False)
+    app.router.add_delete(calibration, routes.calibration_cancel)
+    app.router.add_post(calibration + "/commit", routes.calibration_commit)
     app.router.add_get(f"{API_PREFIX}/consumers", routes.consumers, allow_head=False)
     app.router.add_delete(API_PREFIX + "/consumers/{consumer_id}", routes.remove_consumer)
     return app

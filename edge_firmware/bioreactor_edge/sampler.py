@@ -15,9 +15,10 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .bus import BusError
 from .drivers.base import Driver, DriverError, Identity
@@ -25,6 +26,7 @@ from .models import Measurement, NewReading, Quality, Quantity, SensorStatus
 from .timefmt import iso_ms
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Retry delays after consecutive failures, then one attempt per second.
 BACKOFF_S = (0.005, 0.010, 0.025, 0.050, 0.100, 0.250, 0.500)
@@ -101,6 +103,9 @@ class SensorHandler:
     crashes: int = 0
     values: dict[str, LastValue] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    # Commands for the chip (calibration), run by the handler's task between readings.
+    jobs: deque[Job] = field(default_factory=deque)
+    jobs_waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
     def begin(self) -> None:
         """A new or returning sensor: `starting` with a clean count until its first reading."""
@@ -160,9 +165,23 @@ class SensorHandler:
         }
 
 
+class SensorBusy(Exception):
+    """A command for a sensor whose handler is not running (offline, unidentified, stopped)."""
+
+
+@dataclass(slots=True)
+class Job:
+    """One command conversation run by a sensor's own task, never during a reading."""
+
+    run: Callable[[Driver], Awaitable[Any]]
+    done: asyncio.Future[Any]
+
+
 # The reactor's temperature readings for compensation: (last RTD value, RTD interval_s).
 TemperatureSource = Callable[[], Iterable[tuple[LastValue, float]]]
 Append = Callable[[Sequence[NewReading]], Awaitable[None]]
+# Told of every journaled reading of a sensor (handler, measurements, time in ms).
+Observer = Callable[[SensorHandler, Sequence[Measurement], int], None]
 
 
 class Sampler:
@@ -174,8 +193,10 @@ class Sampler:
         *,
         min_interval_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
+        observe: Observer | None = None,
     ) -> None:
         self._append = append
+        self._observe = observe
         # The simulator's chips answer faster than real EZO circuits; this
         # scales the drivers' minimum intervals with them.
         self._min_interval_scale = min_interval_scale
@@ -197,6 +218,47 @@ class Sampler:
         task, handler.task = handler.task, None
         if task is not None:
             await cancel_and_wait(task)
+        while handler.jobs:
+            job = handler.jobs.popleft()
+            if not job.done.done():
+                job.done.set_exception(SensorBusy(f"sensor {handler.id} stopped"))
+
+    async def run_job(self, handler: SensorHandler, run: Callable[[Driver], Awaitable[T]]) -> T:
+        """Runs `run(driver)` in the handler's own task between two readings.
+
+        The sampler stays the only caller of the chip: a command conversation
+        (calibration) can never interleave with a reading's command and reply.
+        """
+        if handler.driver is None or handler.task is None or handler.task.done():
+            raise SensorBusy(f"sensor {handler.id} is not sampling ({handler.status.value})")
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        handler.jobs.append(Job(run, done))
+        handler.jobs_waiting.set()
+        return await done
+
+    async def _serve_jobs_until(self, handler: SensorHandler, driver: Driver, at: float) -> None:
+        """Waits until loop time `at`, running queued jobs meanwhile."""
+        loop = asyncio.get_running_loop()
+        while (remaining := at - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(handler.jobs_waiting.wait(), remaining)
+            except TimeoutError:
+                return
+            handler.jobs_waiting.clear()
+            while handler.jobs:
+                job = handler.jobs.popleft()
+                try:
+                    result = await job.run(driver)
+                except asyncio.CancelledError:
+                    if not job.done.done():
+                        job.done.set_exception(SensorBusy(f"sensor {handler.id} stopped"))
+                    raise
+                except Exception as err:  # the caller gets it; sampling goes on
+                    if not job.done.done():
+                        job.done.set_exception(err)
+                else:
+                    if not job.done.done():
+                        job.done.set_result(result)
 
     async def _supervise(
         self, handler: SensorHandler, driver: Driver, temperature: TemperatureSource
@@ -228,7 +290,7 @@ class Sampler:
             # Ticks sit on a grid shared by every sensor with this interval, so
             # equal-interval sensors start together.
             now = loop.time()
-            await asyncio.sleep(math.ceil(now / interval) * interval - now)
+            await self._serve_jobs_until(handler, driver, math.ceil(now / interval) * interval)
             while True:
                 if await self.sample_once(handler, driver, temperature):
                     break
@@ -276,6 +338,8 @@ class Sampler:
             _LOGGER.info("sensor %s recovered", handler.id)
         handler.record_success(measurements, time_ms)
         handler.uncompensated = uncompensated
+        if self._observe is not None:
+            self._observe(handler, measurements, time_ms)
         return True
 
     def _compensation(self, driver: Driver, temperature: TemperatureSource) -> float | None:

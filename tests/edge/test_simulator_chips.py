@@ -106,7 +106,7 @@ def test_speed_divides_every_delay(model: ReactorModel, clock: FakeClock) -> Non
         ("T,?", b"\x01?T,25.0"),
         ("RT,abc", b"\x02"),
         ("Cal,mid,7.00", b"\x01"),
-        ("Cal,?", b"\x01?Cal,0"),
+        ("Cal,?", b"\x01?CAL,0"),
         ("Slope,?", b"\x01?Slope,100.0,100.0,0.00"),
         ("pHext,?", b"\x01?pHext,0"),
         ("TV,?", b"\x02"),
@@ -124,12 +124,12 @@ def test_ph_calibration_points_and_slope(model: ReactorModel, clock: FakeClock) 
     chip = ezo("ph", model, clock)
     for command in ("Cal,mid,7.00", "Cal,low,4.00", "Cal,high,10.00"):
         assert exchange(chip, command, clock) == b"\x01"
-    assert exchange(chip, "Cal,?", clock) == b"\x01?Cal,3"
+    assert exchange(chip, "Cal,?", clock) == b"\x01?CAL,3"
     assert exchange(chip, "Slope,?", clock) == b"\x01?Slope,99.7,100.3,-0.89"
     assert exchange(chip, "Cal,mid,7.00", clock) == b"\x01"  # clears the other points
-    assert exchange(chip, "Cal,?", clock) == b"\x01?Cal,1"
+    assert exchange(chip, "Cal,?", clock) == b"\x01?CAL,1"
     assert exchange(chip, "Cal,clear", clock) == b"\x01"
-    assert exchange(chip, "Cal,?", clock) == b"\x01?Cal,0"
+    assert exchange(chip, "Cal,?", clock) == b"\x01?CAL,0"
 
 
 def test_compensated_read_and_old_firmware_without_rt(
@@ -184,7 +184,7 @@ def test_ec_settings(model: ReactorModel, clock: FakeClock) -> None:
     assert exchange(chip, "TDS,?", clock) == b"\x01?TDS,0.54"
     assert exchange(chip, "Cal,dry", clock) == b"\x01"
     assert exchange(chip, "Cal,low,12880", clock) == b"\x01"
-    assert exchange(chip, "Cal,?", clock) == b"\x01?Cal,2"
+    assert exchange(chip, "Cal,?", clock) == b"\x01?CAL,1"  # dry is not a point
     assert exchange(chip, "O,tds,1", clock) == b"\x01"
     assert exchange(chip, "O,?", clock) == b"\x01?,O,EC,TDS"
 

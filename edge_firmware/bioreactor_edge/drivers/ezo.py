@@ -521,9 +521,11 @@ def calibration_command(kind: str, point: str, value: float | None) -> str:
 async def calibrate(driver: EzoDriver, point: str, value: float | None) -> None:
     """Commits one calibration point; the circuit stores it in its EEPROM at once."""
     command = calibration_command(driver.kind, point, value)
-    await driver.device.write(command.encode("ascii"))
-    await asyncio.sleep(driver.timing.read_s)
-    await ezo_reply(driver.device, driver.timing)
+    async with driver.device.conversation():
+        await driver.device.write(command.encode("ascii"))
+        # The pH and EC points take ~ a reading's delay; DO's 1.3 s is polled out.
+        await asyncio.sleep(driver.timing.read_s)
+        await ezo_reply(driver.device, driver.timing)
 
 
 async def calibration_points(driver: EzoDriver) -> int:

@@ -339,7 +339,10 @@ class EzoChip(SimChip):
 
     def _calibrate(self, args: list[str]) -> tuple[str, float]:
         if args == ["?"]:
-            return f"?Cal,{len(self.calibration)}", COMMAND_S
+            # "Calibration" pages: `?CAL,n`, n the points held (pH 0-3, DO and EC 0-2);
+            # EC's dry calibration is a prerequisite, not a point ("1 or 2 point").
+            held = [p for p in self.calibration if p != "dry"]
+            return f"?CAL,{len(held)}", COMMAND_S
         if [a.lower() for a in args] == ["clear"]:
             self.calibration = []
             return "", COMMAND_S
