@@ -32,8 +32,10 @@ from .discovery import SCAN_ADDRESSES, Place, ScanResult, identify_address, scan
 from .drivers.base import Timing
 from .identity import agent_id as hardware_agent_id
 from .models import NewReading
+from .simulator.actuation import add_actuators
 from .simulator.adapters import ADAPTERS, Adapter
-from .simulator.lab import CatchUpClock, build_board_bus, build_reactor_bus
+from .simulator.control_wiring import ACTUATORS, LOOPS, PUMP_ADDRESS
+from .simulator.lab import STANDARD_SET, CatchUpClock, build_board_bus, build_reactor_bus
 from .simulator.physics import ReactorModel
 from .tls import CERT_FILE, TlsError, load_or_create_certificate, server_context
 
@@ -130,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log every journaled reading to DATA_DIR/agent-N/generated.log (fault-test oracle)",
     )
+    sim.add_argument(
+        "--control",
+        action="store_true",
+        help="add relays, PWM outputs and the base pump with temperature and pH loops "
+        "(needs the standard set's pump: --sensors-per-reactor 6 or more)",
+    )
     sim.set_defaults(handler=_cmd_simulate)
     return parser
 
@@ -184,6 +192,13 @@ def _tls_context(data_dir: Path) -> ssl.SSLContext:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if args.control and args.sensors_per_reactor < _PUMP_SENSORS:
+        print(
+            f"bioreactor-edge: --control needs --sensors-per-reactor {_PUMP_SENSORS} or more "
+            f"(the base pump, EZO-PMP 0x{PUMP_ADDRESS:02x}, is sensor {_PUMP_SENSORS})",
+            file=sys.stderr,
+        )
+        return 2
     # The simulated circuits answer `rate` times faster than real ones.
     timing = Timing().scaled(args.rate)
     clock = CatchUpClock(args.backdate_hours * 3600, args.time_scale)
@@ -196,12 +211,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             name=f"Simulated bench {index + 1}",
             sampling=replace(base.sampling, interval_s=1 / args.rate),
         )
+        if args.control:
+            reactor = replace(config.reactors[0], actuators=ACTUATORS, loops=LOOPS)
+            config = replace(config, reactors=(reactor,))
         seed = args.seed * 1000 + index
         token = args.token or load_or_create_token(data_dir)
         agent = Agent(
             config,
             agent_id=_simulated_agent_id(args.seed, index),
-            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, args.rate),
+            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, args.rate, args.control),
             timing=timing,
             clock=clock,
             on_journaled=_recorder(data_dir / "generated.log") if args.record else None,
@@ -229,10 +247,19 @@ def _simulated_agent_id(seed: int, index: int) -> str:
     return hashlib.sha256(f"simulated agent {seed}/{index}".encode()).hexdigest()[:16]
 
 
-def _simulated_bus(seed: int, sensors: int, speed: float) -> Callable[[int], RawBus]:
+# The standard set's chips up to and including the EZO-PMP the base pump uses.
+_PUMP_SENSORS = STANDARD_SET.index(("pmp", PUMP_ADDRESS)) + 1
+
+
+def _simulated_bus(
+    seed: int, sensors: int, speed: float, control: bool = False
+) -> Callable[[int], RawBus]:
     def factory(bus_number: int) -> RawBus:
         model = ReactorModel(seed=seed + bus_number)
-        return build_reactor_bus(model, sensors=sensors, speed=speed, seed=seed + bus_number)
+        bus = build_reactor_bus(model, sensors=sensors, speed=speed, seed=seed + bus_number)
+        if control:
+            add_actuators(bus, model)
+        return bus
 
     return factory
 
