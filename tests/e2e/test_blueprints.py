@@ -55,12 +55,12 @@ async def automation_from(
         },
     )
     entity_id = f"automation.e2e_{blueprint}"
-    for _ in range(100):  # the automation integration reloads after the write
-        state = await client.rest("GET", "/api/states")
-        if any(s["entity_id"] == entity_id and s["state"] == "on" for s in state):
-            return entity_id
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{entity_id} did not come up from the blueprint {blueprint}")
+    async with asyncio.timeout(30):  # the automation integration reloads after the write
+        while True:
+            state = await client.rest("GET", "/api/states")
+            if any(s["entity_id"] == entity_id and s["state"] == "on" for s in state):
+                return entity_id
+            await asyncio.sleep(0.2)
 
 
 async def notified_and_acknowledged(
@@ -119,13 +119,13 @@ async def test_value_briefly_out_of_range_does_not_notify(client: HomeAssistantC
             "reading": ["sensor.e2e_brief_ph"],
             "minimum": 6.8,
             "maximum": 7.2,
-            "duration": {"seconds": 3},
+            "duration": {"seconds": 10},
         },
     )
     await set_state(client, "sensor.e2e_brief_ph", "6.1")
     await asyncio.sleep(1)
     await set_state(client, "sensor.e2e_brief_ph", "7.0")
-    await asyncio.sleep(4)
+    await asyncio.sleep(11)
     assert not [
         e
         for e in client.events
