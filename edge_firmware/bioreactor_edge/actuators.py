@@ -182,6 +182,10 @@ class PwmChannel(Actuator):
             )
         return float(value)
 
+    def as_json(self) -> dict[str, Any]:
+        # Clients offer manual duties only up to it.
+        return {**super().as_json(), "max_duty": self.config.max_duty}
+
     async def _apply(self, value: float) -> None:
         async with self._lock:
             if await self.chip.set_duty(self.config.channel, value):
