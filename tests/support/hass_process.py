@@ -142,6 +142,12 @@ class HassProcess:
         """An authenticated REST call; returns the decoded JSON answer."""
         if self._token is None:
             self._token = self._login()
+        try:
+            return self._request(method, path, body, {"Authorization": f"Bearer {self._token}"})
+        except urllib.error.HTTPError as err:
+            if err.code != 401:
+                raise
+        self._token = self._login()  # access tokens live 30 minutes
         return self._request(method, path, body, {"Authorization": f"Bearer {self._token}"})
 
     def kill(self) -> None:
