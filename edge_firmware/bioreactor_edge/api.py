@@ -20,6 +20,8 @@ from aiohttp import web
 
 from .auth import FailureLimiter, token_matches
 from .calibration import CalibrationInvalid, CalibrationRefused, Calibrator
+from .control.runner import Controller
+from .control_api import add_control_routes
 from .journal import (
     DEFAULT_CONSUMER,
     AckBeyondNewest,
@@ -74,6 +76,8 @@ class AgentBackend(Protocol):
     def status(self) -> dict[str, Any]: ...
     async def scan(self) -> dict[str, Any]: ...
     def forget_sensor(self, sensor_id: str) -> None: ...
+    @property
+    def control(self) -> Controller | None: ...
     @property
     def calibration(self) -> Calibrator: ...
 
@@ -443,6 +447,7 @@ def create_app(
     app.router.add_post(f"{API_PREFIX}/ack", routes.ack)
     app.router.add_post(f"{API_PREFIX}/scan", routes.scan)
     app.router.add_delete(API_PREFIX + "/sensors/{sensor_id}", routes.forget)
+    add_control_routes(app, backend)
     calibration = API_PREFIX + "/sensors/{sensor_id}/calibration"
     app.router.add_post(calibration, routes.calibration_start)
     app.router.add_get(calibration, routes.calibration_progress, allow_head=False)

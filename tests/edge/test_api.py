@@ -671,7 +671,7 @@ async def test_openapi_matches_routes(backend: FakeBackend) -> None:
         if method in {"get", "post", "put", "delete", "patch", "head", "options"}
     }
     assert routes == documented
-    assert len(routes) == 13
+    assert len(routes) == 18
 
 
 # -- fuzzing: bad input never gets a 5xx ---------------------------------------------------

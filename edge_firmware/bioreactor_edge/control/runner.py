@@ -336,6 +336,7 @@ class Controller:
         self.loops: dict[str, Loop] = {}
         self._dirty = False
         self._lock = asyncio.Lock()
+        self.reactor_ids = [config.id for config, _ in reactors]
         for config, actuators in reactors:
             for actuator in actuators.values():
                 self.actuators[actuator.id] = actuator
@@ -453,7 +454,12 @@ class Controller:
         return actuator.as_json()
 
     async def emergency_stop(self, reactor_id: str) -> dict[str, Any]:
-        """Every loop of the reactor off (persisted) and every actuator in its safe state."""
+        """Every loop of the reactor off (persisted) and every actuator in its safe state.
+
+        KeyError for an unknown reactor.
+        """
+        if reactor_id not in self.reactor_ids:
+            raise KeyError(reactor_id)
         actuators = [a for a in self.actuators.values() if a.reactor_id == reactor_id]
         loops = [loop for loop in self.loops.values() if loop.reactor_id == reactor_id]
         async with self._lock:
