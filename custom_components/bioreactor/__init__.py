@@ -10,6 +10,7 @@ from homeassistant.helpers.device_registry import DeviceEntry
 from homeassistant.helpers.typing import ConfigType
 
 from .api import BioreactorClient, BioreactorError
+from .calibration import async_setup_calibration_service, update_calibration_issues
 from .const import CONF_TLS_FINGERPRINT, DOMAIN, LOGGER
 from .coordinator import BioreactorConfigEntry, BioreactorCoordinator
 from .entity import agent_device
@@ -21,6 +22,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     async_setup_services(hass)
+    async_setup_calibration_service(hass)
     return True
 
 
@@ -42,6 +44,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: BioreactorConfigEntry) -
         config_entry_id=entry.entry_id, **agent_device(coordinator)
     )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # Overdue calibrations are checked on every status poll.
+    update_calibration_issues(hass, coordinator)
+    entry.async_on_unload(
+        coordinator.async_add_listener(lambda: update_calibration_issues(hass, coordinator))
+    )
     coordinator.start_delivery()
     return True
 

@@ -89,6 +89,7 @@ class BioreactorRequestError(BioreactorError):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
+        self.message = message
 
 
 # -- models ------------------------------------------------------------------
@@ -113,6 +114,24 @@ class QuantityValue:
 
 
 @dataclass(frozen=True, slots=True)
+class PhSlope:
+    """`Slope,?` of a pH circuit: % of an ideal probe's slope below/above pH 7, offset mV."""
+
+    acid_pct: float
+    base_pct: float
+    offset_mv: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SensorCalibration:
+    """A sensor's last guided calibration: when, `Cal,?` points held, pH slope."""
+
+    date: datetime
+    points: int
+    slope: PhSlope | None
+
+
+@dataclass(frozen=True, slots=True)
 class Sensor:
     id: str
     kind: str
@@ -128,6 +147,8 @@ class Sensor:
     interval_s: float
     quantities: tuple[QuantityValue, ...]
     error_message: str | None = None  # human-readable reason; older agents omit it
+    # None: never calibrated through the agent (or an agent older than calibration).
+    calibration: SensorCalibration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +216,36 @@ class AgentStatus:
 
     def has_problem(self, code: str) -> bool:
         return any(p.code == code for p in self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationPoint:
+    point: str
+    value: float | None
+    reading: float
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationSession:
+    """A guided calibration on the agent (docs/calibration.md): order and stability are
+    the agent's to enforce; this is what it reports."""
+
+    sensor: str
+    kind: str
+    state: str  # active | complete | cancelled
+    points: tuple[str, ...]
+    point_defaults: Mapping[str, float]
+    next_point: str | None
+    committed: tuple[CalibrationPoint, ...]
+    value: float | None  # the live reading
+    unit: str | None
+    stable: bool
+    readings: int
+    readings_needed: int
+    seconds: float
+    seconds_needed: float
+    result: SensorCalibration | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +387,13 @@ class _Fields:
     def obj(self, key: str) -> _Fields:
         return _Fields(self._get(key), self._where(key))
 
+    def raw(self, key: str) -> Any:
+        """The value of `key` as sent (to tell null from an object)."""
+        return self._get(key)
+
+    def names(self) -> list[str]:
+        return [str(k) for k in self._data]
+
 
 def parse_info(data: Any, path: str = "") -> AgentInfo:
     f = _Fields(data, path)
@@ -359,6 +417,60 @@ def _quantity(data: Any, path: str) -> QuantityValue:
     )
 
 
+def _slope(f: _Fields, key: str) -> PhSlope | None:
+    if f.raw(key) is None:
+        return None
+    s = f.obj(key)
+    return PhSlope(s.number("acid_pct"), s.number("base_pct"), s.opt_number("offset_mv"))
+
+
+def _calibration_record(f: _Fields, key: str) -> SensorCalibration | None:
+    if not f.has(key) or f.raw(key) is None:
+        return None
+    c = f.obj(key)
+    points = c.integer("points")
+    if points < 0:
+        raise c._bad("points", "a count (not negative)")
+    return SensorCalibration(c.time("date"), points, _slope(c, "slope"))
+
+
+def _calibration_point(data: Any, path: str) -> CalibrationPoint:
+    f = _Fields(data, path)
+    return CalibrationPoint(
+        f.string("point"), f.opt_number("value"), f.number("reading"), f.time("time")
+    )
+
+
+def parse_calibration_session(data: Any) -> CalibrationSession:
+    f = _Fields(data, "")
+    defaults = f.obj("point_defaults")
+    reading = None if f.raw("reading") is None else f.obj("reading")
+    stability = f.obj("stability")
+    return CalibrationSession(
+        sensor=f.ident("sensor"),
+        kind=f.string("kind"),
+        state=f.string("state"),
+        points=f.items("points", _string_item),
+        point_defaults={k: defaults.number(k) for k in defaults.names()},
+        next_point=f.opt_string("next_point"),
+        committed=f.items("committed", _calibration_point),
+        value=None if reading is None else reading.number("value"),
+        unit=None if reading is None else reading.string("unit"),
+        stable=stability.boolean("stable"),
+        readings=stability.integer("readings"),
+        readings_needed=stability.integer("readings_needed"),
+        seconds=stability.number("seconds"),
+        seconds_needed=stability.number("seconds_needed"),
+        result=_calibration_record(f, "result"),
+    )
+
+
+def _string_item(data: Any, path: str) -> str:
+    if not isinstance(data, str):
+        raise BioreactorProtocolError(f"{path}: expected a string")
+    return data
+
+
 def _sensor(data: Any, path: str) -> Sensor:
     f = _Fields(data, path)
     return Sensor(
@@ -376,6 +488,7 @@ def _sensor(data: Any, path: str) -> Sensor:
         interval_s=f.number("interval_s"),
         quantities=f.items("quantities", _quantity),
         error_message=f.opt_string("error_message") if f.has("error_message") else None,
+        calibration=_calibration_record(f, "calibration"),
     )
 
 
@@ -664,6 +777,59 @@ class BioreactorClient:
 
     async def forget_sensor(self, sensor_id: str) -> None:
         await self._json("DELETE", "/sensors/" + quote(sensor_id, safe=""))
+
+    # Guided calibration: refusals (409 `out_of_order`, `not_stable`, ...) arrive as
+    # BioreactorRequestError with the agent's code and message.
+
+    def _calibration_path(self, sensor_id: str) -> str:
+        return "/sensors/" + quote(sensor_id, safe="") + "/calibration"
+
+    async def start_calibration(
+        self, sensor_id: str, settings: Mapping[str, float] | None = None
+    ) -> CalibrationSession:
+        """Starts (or restarts) the guided calibration of a sensor."""
+        data = await self._json("POST", self._calibration_path(sensor_id), dict(settings or {}))
+        return parse_calibration_session(data)
+
+    async def calibration(self, sensor_id: str) -> CalibrationSession:
+        """The calibration's progress: live reading, stability, committed points, result."""
+        return parse_calibration_session(await self._json("GET", self._calibration_path(sensor_id)))
+
+    async def commit_calibration(
+        self, sensor_id: str, point: str, value: float | None = None
+    ) -> CalibrationSession:
+        """Commits the next point; the agent refuses it unless stable and in order."""
+        body: dict[str, Any] = {"point": point}
+        if value is not None:
+            body["value"] = value
+        path = self._calibration_path(sensor_id) + "/commit"
+        return parse_calibration_session(await self._json("POST", path, body))
+
+    async def cancel_calibration(self, sensor_id: str) -> CalibrationSession:
+        return parse_calibration_session(
+            await self._json("DELETE", self._calibration_path(sensor_id))
+        )
+
+    # Control (docs/api.md): the agent checks every request against its hard limits and
+    # refuses with BioreactorRequestError naming the limit (`limit`); nothing moves then.
+
+    async def configure_loop(self, loop_id: str, changes: Mapping[str, Any]) -> None:
+        """Changes a loop's `mode`, `setpoint`, narrowed `limits` or `clear_alarm`."""
+        await self._json("PATCH", "/loops/" + quote(loop_id, safe=""), dict(changes))
+
+    async def set_actuator(self, actuator_id: str, value: float) -> None:
+        """Sets a relay (0/1) or PWM duty by hand; refused while a loop other than
+        `manual` drives it."""
+        await self._json("POST", "/actuators/" + quote(actuator_id, safe=""), {"value": value})
+
+    async def dose(self, actuator_id: str, volume_ml: float) -> None:
+        """Starts a dose on a pump within its caps."""
+        path = "/actuators/" + quote(actuator_id, safe="") + "/dose"
+        await self._json("POST", path, {"volume_ml": volume_ml})
+
+    async def emergency_stop(self, reactor_id: str) -> None:
+        """Every loop of the reactor off and every actuator in its safe state."""
+        await self._json("POST", "/reactors/" + quote(reactor_id, safe="") + "/emergency_stop")
 
 
 def format_fingerprint(digest: bytes) -> str:

@@ -6,8 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import probatio as vol
-from homeassistant.config_entries import SOURCE_IGNORE, ConfigEntry, ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     TextSelector,
@@ -26,6 +33,7 @@ from .api import (
     BioreactorRateLimitedError,
     valid_id,
 )
+from .calibration import BioreactorOptionsFlow
 from .const import CONF_TLS_FINGERPRINT, DEFAULT_PORT, DOMAIN, LOGGER
 
 # The token is a secret: typed into a password field, never shown back.
@@ -68,6 +76,12 @@ class BioreactorConfigFlow(ConfigFlow, domain=DOMAIN):
         self._name = ""
         self._fingerprint: str | None = None
         self._token = ""
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+        """Settings and guided calibration (calibration.py)."""
+        return BioreactorOptionsFlow()
 
     async def _probe_certificate(self, host: str, port: int) -> bool:
         """Trust on first use: remembers the certificate the agent presents now (None for
