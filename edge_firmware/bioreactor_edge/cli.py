@@ -36,7 +36,7 @@ from .simulator.actuation import add_actuators
 from .simulator.adapters import ADAPTERS, Adapter
 from .simulator.control_wiring import ACTUATORS, LOOPS, PUMP_ADDRESS
 from .simulator.lab import STANDARD_SET, CatchUpClock, build_board_bus, build_reactor_bus
-from .simulator.physics import ReactorModel
+from .simulator.physics import CULTURES, Culture, ReactorModel
 from .tls import CERT_FILE, TlsError, load_or_create_certificate, server_context
 
 _LOGGER = logging.getLogger("bioreactor_edge")
@@ -138,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
         help="add relays, PWM outputs and the base pump with temperature and pH loops "
         "(needs the standard set's pump: --sensors-per-reactor 6 or more)",
     )
+    sim.add_argument(
+        "--cultures",
+        type=_cultures,
+        default=(),
+        help=f"comma-separated cultures given to the agents in turn ({', '.join(CULTURES)}); "
+        "each agent is named after its culture",
+    )
     sim.set_defaults(handler=_cmd_simulate)
     return parser
 
@@ -161,6 +168,16 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return value
+
+
+def _cultures(text: str) -> tuple[Culture, ...]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in CULTURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown culture {', '.join(unknown)} (known: {', '.join(CULTURES)})"
+        )
+    return tuple(CULTURES[name] for name in names)
 
 
 def _at_least_one(text: str) -> float:
@@ -206,9 +223,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     for index in range(args.agents):
         data_dir = args.data_dir / f"agent-{index}"
         base = default_config(data_dir)
+        culture = args.cultures[index % len(args.cultures)] if args.cultures else CULTURES["ecoli"]
         config = replace(
             base,
-            name=f"Simulated bench {index + 1}",
+            name=f"{culture.name if args.cultures else 'Simulated'} bench {index + 1}",
             sampling=replace(base.sampling, interval_s=1 / args.rate),
         )
         if args.control:
@@ -219,7 +237,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         agent = Agent(
             config,
             agent_id=_simulated_agent_id(args.seed, index),
-            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, args.rate, args.control),
+            raw_bus=_simulated_bus(
+                seed, args.sensors_per_reactor, args.rate, args.control, culture
+            ),
             timing=timing,
             clock=clock,
             on_journaled=_recorder(data_dir / "generated.log") if args.record else None,
@@ -252,10 +272,14 @@ _PUMP_SENSORS = STANDARD_SET.index(("pmp", PUMP_ADDRESS)) + 1
 
 
 def _simulated_bus(
-    seed: int, sensors: int, speed: float, control: bool = False
+    seed: int,
+    sensors: int,
+    speed: float,
+    control: bool = False,
+    culture: Culture = CULTURES["ecoli"],
 ) -> Callable[[int], RawBus]:
     def factory(bus_number: int) -> RawBus:
-        model = ReactorModel(seed=seed + bus_number)
+        model = ReactorModel(seed=seed + bus_number, culture=culture)
         bus = build_reactor_bus(model, sensors=sensors, speed=speed, seed=seed + bus_number)
         if control:
             add_actuators(bus, model)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 AMBIENT_C = 22.0
 HEATER_GAIN_C = 20.0  # equilibrium rise above ambient at full heater power
 THERMAL_TAU_S = 600.0
-DOUBLING_S = 1800.0
 CARRYING_OD = 8.0
 ACID_PH_PER_OD = 0.12  # pH drop per unit of optical density grown
 BASE_PH_PER_ML = 0.02  # pH rise per mL of base dosed
@@ -30,6 +29,24 @@ def oxygen_saturation_mg_l(temperature_c: float) -> float:
     """Dissolved oxygen at air saturation in water (a fit good for 0-40 °C)."""
     t = temperature_c
     return 14.62 - 0.3898 * t + 0.006969 * t * t - 0.00005896 * t * t * t
+
+
+@dataclass(frozen=True, slots=True)
+class Culture:
+    """What grows in a vessel: the temperature its heater holds, the pH it starts
+    at, and how fast it doubles at its best temperature."""
+
+    name: str
+    temperature_c: float
+    ph: float
+    doubling_s: float
+
+
+CULTURES = {
+    "ecoli": Culture("E. coli", temperature_c=37.0, ph=7.0, doubling_s=1800.0),
+    "yeast": Culture("Yeast", temperature_c=30.0, ph=5.5, doubling_s=5400.0),
+    "cho": Culture("CHO cells", temperature_c=37.0, ph=7.0, doubling_s=72_000.0),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +71,26 @@ class ReactorModel:
     """One culture vessel; advances to `clock()` (times `time_scale`) whenever it is read."""
 
     def __init__(
-        self, *, seed: int, clock: Callable[[], float] = time.monotonic, time_scale: float = 1.0
+        self,
+        *,
+        seed: int,
+        clock: Callable[[], float] = time.monotonic,
+        time_scale: float = 1.0,
+        culture: Culture = CULTURES["ecoli"],
     ) -> None:
+        self.culture = culture
         self._clock = clock
         self._time_scale = time_scale
         self._rng = random.Random(seed)  # noqa: S311 (simulated noise, not secrets)
         self._lock = threading.Lock()  # chips read it from bus threads
         self._last = clock()
         self._time_s = 0.0
-        self.heater_power = 0.75  # 0..1; 0.75 holds 37 °C
+        # 0..1; the power whose equilibrium is the culture's temperature (0.75: 37 °C)
+        self.heater_power = (culture.temperature_c - AMBIENT_C) / HEATER_GAIN_C
         self.stir_rpm = 300.0
         self._temperature = AMBIENT_C + self.heater_power * HEATER_GAIN_C
         self._od = 0.05
-        self._ph = 7.0
+        self._ph = culture.ph
         self._do = 0.95 * oxygen_saturation_mg_l(self._temperature)
         self._conductivity = 5000.0
         self._base_ml = 0.0
@@ -99,8 +123,13 @@ class ReactorModel:
         power = min(1.0, max(0.0, self.heater_power))
         equilibrium = AMBIENT_C + power * HEATER_GAIN_C
         self._temperature += (equilibrium - self._temperature) * dt / THERMAL_TAU_S
-        # Growth slows away from 37 °C.
-        rate = math.log(2) / DOUBLING_S * math.exp(-(((self._temperature - 37.0) / 8.0) ** 2))
+        # Growth slows away from the culture's temperature.
+        culture = self.culture
+        rate = (
+            math.log(2)
+            / culture.doubling_s
+            * math.exp(-(((self._temperature - culture.temperature_c) / 8.0) ** 2))
+        )
         grown = rate * self._od * (1 - self._od / CARRYING_OD) * dt
         self._od += grown
         self._ph = max(2.0, self._ph - ACID_PH_PER_OD * grown)
