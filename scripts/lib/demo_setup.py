@@ -294,6 +294,8 @@ async def pair_agents(ha: HomeAssistant, lab: Path, port: int, agents: int, lab_
             if result.get("errors") != {"base": "cannot_connect"}:
                 break
             await asyncio.sleep(2)
+        if result.get("reason") == "already_configured":
+            continue  # paired before under another name
         if result.get("type") != "create_entry":
             raise SystemExit(f"pairing the agent on port {port + index} failed: {result}")
         log(f"paired {result['title']} (port {port + index})")

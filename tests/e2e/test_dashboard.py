@@ -38,7 +38,7 @@ async def test_dashboard_is_served_and_its_entities_exist(demo: DemoLab) -> None
     config = load_yaml(DASHBOARD)
     assert isinstance(config, dict)
     assert served == config
-    assert [view["path"] for view in config["views"]] == ["bench-1", "bench-2", "bench-3"]
+    assert [view["path"] for view in config["views"]] == ["ecoli", "yeast", "cho"]
     wanted = set(entity_ids(config))
     assert len(wanted) == 3 * 14
     assert not wanted - states, f"the dashboard shows entities the demo lacks: {wanted - states}"
