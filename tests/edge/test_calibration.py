@@ -5,8 +5,8 @@ calibration commands that never interleave with the sampler's readings."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -124,27 +124,23 @@ async def test_ph_points_in_order_with_read_back(agent: Agent, bus: VirtualBus) 
 
 async def test_an_unstable_reading_commits_nothing(agent: Agent, bus: VirtualBus) -> None:
     ph = chip(bus, 0x63)
+    on_write = ph.on_write
 
-    async def wobble() -> None:
-        while True:
-            for text in ("7.00", "7.10"):
-                ph.reading_override = text
-                await asyncio.sleep(0.03)
+    def wobbling(data: bytes) -> None:
+        # Every reading 0.1 pH from the one before: never within 0.02.
+        if data.startswith((b"R", b"RT,")):
+            ph.reading_override = "7.10" if ph.reading_override == "7.00" else "7.00"
+        on_write(data)
 
-    task = asyncio.create_task(wobble())
-    try:
-        agent.calibration.start(PH, {"readings": 3, "seconds": 0.1, "tolerance": 0.02})
+    ph.on_write = wobbling  # type: ignore[method-assign]
+    agent.calibration.start(PH, {"readings": 3, "seconds": 0.1, "tolerance": 0.02})
+    for _ in range(5):
         await wait_for(lambda: agent.calibration.progress(PH)["stability"]["readings"] >= 1)
-        for _ in range(5):
-            with pytest.raises(CalibrationRefused) as err:
-                await agent.calibration.commit(PH, "mid", 7.0)
-            assert refusal(err) == "not_stable"
-            assert "readings within 0.02 pH" in str(err.value)
-            await asyncio.sleep(0.1)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        with pytest.raises(CalibrationRefused) as err:
+            await agent.calibration.commit(PH, "mid", 7.0)
+        assert refusal(err) == "not_stable"
+        assert re.search(r"[012] of 3 readings within 0\.02 pH over \d+ of 0\.1 s", str(err.value))
+        await asyncio.sleep(0.1)
     assert ph.calibration == []
     assert not any(c.startswith("Cal") for c in ph.commands)
     assert sensors(agent)[PH]["calibration"] is None
