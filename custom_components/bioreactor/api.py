@@ -83,12 +83,17 @@ class BioreactorWrongAgentError(BioreactorProtocolError):
 
 
 class BioreactorRequestError(BioreactorError):
-    """The agent refused a request (4xx other than authentication); `code` is its error code."""
+    """The agent refused a request (4xx other than authentication); `code` is its error code.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    `limit` names the hard limit or state a control request fell foul of (`max_dose_ml`,
+    `setpoint_max`, `loop_mode`, ...); None for other refusals.
+    """
+
+    def __init__(self, status: int, code: str, message: str, limit: str | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
+        self.limit = limit
         self.message = message
 
 
@@ -159,6 +164,63 @@ class Reactor:
     mux_address: int | None
     mux_channel: int | None
     sensors: tuple[Sensor, ...]
+    # The agent's outputs and control loops (docs/api.md, Control); none from older agents.
+    actuators: tuple[Actuator, ...] = ()
+    loops: tuple[ControlLoop, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PumpState:
+    """A dosing pump's doses against its hard caps (mL)."""
+
+    dosing: bool
+    last_dose_ml: float | None
+    delivered_ml: float | None  # what the pump's total grew by for the last finished dose
+    dosed_last_hour_ml: float
+    dosed_last_day_ml: float
+    max_dose_ml: float
+    max_ml_per_hour: float
+    max_ml_per_day: float
+
+
+@dataclass(frozen=True, slots=True)
+class Actuator:
+    """One output of a reactor: a relay (0 open, 1 closed), a PWM duty (0-1) or a pump."""
+
+    id: str
+    name: str
+    kind: str  # relay | pwm | pump
+    safe: float
+    wanted: float
+    applied: float | None  # what the chip last confirmed
+    in_safe_state: bool
+    commanded_by: str
+    loop: str | None  # the loop that drives it
+    error: str | None
+    error_message: str | None
+    max_duty: float | None  # pwm; None from agents that do not say
+    pump: PumpState | None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlLoop:
+    """A control loop on the agent. `limits` are in force (narrowed or hard), `hard_limits`
+    the configured ones: a request may narrow a limit, never widen it."""
+
+    id: str
+    name: str
+    kind: str  # temperature | ph
+    mode: str  # off | manual | auto
+    state: str  # off | manual | running | lockout
+    reason: str | None
+    setpoint: float
+    setpoint_min: float
+    setpoint_max: float
+    limits: Mapping[str, float]
+    hard_limits: Mapping[str, float]
+    outputs: tuple[str, ...]
+    output: float | None  # temperature: the heater duty the PID asks for
+    alarm: str | None  # ph: a dose that did not move the pH
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,6 +554,70 @@ def _sensor(data: Any, path: str) -> Sensor:
     )
 
 
+def _pump(f: _Fields) -> PumpState:
+    return PumpState(
+        f.boolean("dosing"),
+        f.opt_number("last_dose_ml"),
+        f.opt_number("delivered_ml"),
+        f.number("dosed_last_hour_ml"),
+        f.number("dosed_last_day_ml"),
+        f.number("max_dose_ml"),
+        f.number("max_ml_per_hour"),
+        f.number("max_ml_per_day"),
+    )
+
+
+def _actuator(data: Any, path: str) -> Actuator:
+    f = _Fields(data, path)
+    kind = f.string("kind")
+    return Actuator(
+        id=f.ident("id"),
+        name=f.string("name"),
+        kind=kind,
+        safe=f.number("safe"),
+        wanted=f.number("wanted"),
+        applied=f.opt_number("applied"),
+        in_safe_state=f.boolean("in_safe_state"),
+        commanded_by=f.string("commanded_by"),
+        loop=f.opt_string("loop"),
+        error=f.opt_string("error"),
+        error_message=f.opt_string("error_message"),
+        max_duty=f.number("max_duty") if f.has("max_duty") else None,
+        pump=_pump(f) if kind == "pump" else None,
+    )
+
+
+def _limits(f: _Fields, key: str) -> dict[str, float]:
+    limits = f.obj(key)
+    return {name: limits.number(name) for name in limits.names()}
+
+
+def _loop(data: Any, path: str) -> ControlLoop:
+    f = _Fields(data, path)
+    return ControlLoop(
+        id=f.ident("id"),
+        name=f.string("name"),
+        kind=f.string("kind"),
+        mode=f.string("mode"),
+        state=f.string("state"),
+        reason=f.opt_string("reason"),
+        setpoint=f.number("setpoint"),
+        setpoint_min=f.number("setpoint_min"),
+        setpoint_max=f.number("setpoint_max"),
+        limits=_limits(f, "limits"),
+        hard_limits=_limits(f, "hard_limits"),
+        outputs=f.items("outputs", _id_item),
+        output=f.opt_number("output") if f.has("output") else None,
+        alarm=f.opt_string("alarm") if f.has("alarm") else None,
+    )
+
+
+def _id_item(data: Any, path: str) -> str:
+    if not isinstance(data, str) or not valid_id(data):
+        raise BioreactorProtocolError(f"{path}: expected an id matching {ID_PATTERN.pattern}")
+    return data
+
+
 def _reactor(data: Any, path: str) -> Reactor:
     f = _Fields(data, path)
     return Reactor(
@@ -501,6 +627,8 @@ def _reactor(data: Any, path: str) -> Reactor:
         f.opt_integer("mux_address"),
         f.opt_integer("mux_channel"),
         f.items("sensors", _sensor),
+        f.items("actuators", _actuator) if f.has("actuators") else (),
+        f.items("loops", _loop) if f.has("loops") else (),
     )
 
 
@@ -711,8 +839,8 @@ class BioreactorClient:
         if status == 429:
             raise BioreactorRateLimitedError(parse_retry_after(retry_after))
         if 400 <= status < 500:
-            code, message = _error_of(raw)
-            raise BioreactorRequestError(status, code, message)
+            code, message, limit = _error_of(raw)
+            raise BioreactorRequestError(status, code, message, limit)
         if status != 200:
             raise BioreactorConnectionError(f"the agent answered HTTP {status}")
         return raw
@@ -860,9 +988,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float:
     return min(max(seconds, 1.0), MAX_RETRY_AFTER)
 
 
-def _error_of(raw: bytes) -> tuple[str, str]:
+def _error_of(raw: bytes) -> tuple[str, str, str | None]:
+    """(code, message, limit) of a refusal; limit only from control routes."""
     try:
         data = json.loads(raw)
-        return str(data["error"]), str(data["message"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return "unknown", raw[:200].decode("utf-8", errors="replace")
+        limit = data.get("limit")
+        return str(data["error"]), str(data["message"]), None if limit is None else str(limit)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        return "unknown", raw[:200].decode("utf-8", errors="replace"), None

@@ -23,6 +23,8 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .api import AgentStatus, QuantityValue, Reactor, Sensor
+from .control_entity import add_control_entities
+from .control_sensor import control_sensor_specs
 from .coordinator import BioreactorConfigEntry, BioreactorCoordinator
 from .entity import AgentEntity, SensorHandlerEntity
 
@@ -317,3 +319,4 @@ async def async_setup_entry(
 
     add_new()
     entry.async_on_unload(coordinator.async_add_listener(add_new))
+    add_control_entities(entry, async_add_entities, control_sensor_specs)

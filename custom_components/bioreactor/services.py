@@ -13,6 +13,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import ARCHIVE_DIR, DOMAIN, EXPORT_DIR
 from .delivery import archive
+from .dose_service import async_setup_dose_service
 
 SERVICE_EXPORT = "export_readings"
 EXPORT_SCHEMA = vol.Schema(
@@ -76,6 +77,7 @@ async def _export(call: ServiceCall) -> ServiceResponse:
 
 
 def async_setup_services(hass: HomeAssistant) -> None:
+    async_setup_dose_service(hass)
     hass.services.async_register(
         DOMAIN,
         SERVICE_EXPORT,
