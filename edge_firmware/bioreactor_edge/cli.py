@@ -34,7 +34,7 @@ from .identity import agent_id as hardware_agent_id
 from .models import NewReading
 from .simulator.actuation import add_actuators
 from .simulator.adapters import ADAPTERS, Adapter
-from .simulator.control_wiring import ACTUATORS, LOOPS, PUMP_ADDRESS
+from .simulator.control_wiring import ACTUATORS, PUMP_ADDRESS, loops_for
 from .simulator.lab import STANDARD_SET, CatchUpClock, build_board_bus, build_reactor_bus
 from .simulator.physics import CULTURES, Culture, ReactorModel
 from .tls import CERT_FILE, TlsError, load_or_create_certificate, server_context
@@ -230,7 +230,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             sampling=replace(base.sampling, interval_s=1 / args.rate),
         )
         if args.control:
-            reactor = replace(config.reactors[0], actuators=ACTUATORS, loops=LOOPS)
+            reactor = replace(config.reactors[0], actuators=ACTUATORS, loops=loops_for(culture))
             config = replace(config, reactors=(reactor,))
         seed = args.seed * 1000 + index
         token = args.token or load_or_create_token(data_dir)

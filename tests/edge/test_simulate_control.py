@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bioreactor_edge.cli import main
-from bioreactor_edge.simulator.control_wiring import ACTUATORS, LOOPS
+from bioreactor_edge.simulator.control_wiring import ACTUATORS, loops_for
+from bioreactor_edge.simulator.physics import CULTURES
 
 
 def test_control_needs_the_standard_sets_pump(
@@ -20,12 +21,16 @@ def test_control_needs_the_standard_sets_pump(
     assert not any(tmp_path.iterdir()), "nothing was started or written"
 
 
-def test_every_loop_drives_configured_outputs_of_the_right_kind() -> None:
+@pytest.mark.parametrize("culture", sorted(CULTURES))
+def test_loops_drive_configured_outputs_and_hold_the_culture(culture: str) -> None:
     kinds = {a.name: a.kind for a in ACTUATORS}
     wanted = {"heater": "pwm", "heater_enable": "relay", "base_pump": "pump"}
-    for loop in LOOPS:
+    loops = {loop.kind: loop for loop in loops_for(CULTURES[culture])}
+    for loop in loops.values():
         for key, kind in wanted.items():
             name = getattr(loop, key)
             if name:
                 assert kinds[name] == kind, (loop.name, key)
-    assert {loop.kind for loop in LOOPS} == {"temperature", "ph"}
+        assert loop.setpoint_min <= loop.setpoint <= loop.setpoint_max
+    assert loops["temperature"].setpoint == CULTURES[culture].temperature_c
+    assert loops["ph"].setpoint == CULTURES[culture].ph

@@ -2,8 +2,9 @@
 
 Matches the wiring of actuation.py: relays on the MCP23017 at 0x20, heater and
 stirrer power on the PCA9685 at 0x40, the base pump being the standard set's
-EZO-PMP at 0x67. Loops start in `auto` so a simulated lab controls from its
-first second, as a configured board resumes its persisted modes.
+EZO-PMP at 0x67. Loops hold the culture's temperature and pH and start in
+`auto`, so a simulated lab controls from its first second, as a configured
+board resumes its persisted modes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .actuation import (
     STIRRER_CHANNEL,
     STIRRER_PIN,
 )
+from .physics import Culture
 
 PUMP_ADDRESS = 0x67
 
@@ -32,31 +34,34 @@ ACTUATORS = (
     ),
 )
 
-LOOPS = (
-    LoopConfig(
-        "temperature",
-        "temperature",
-        mode="auto",
-        setpoint=37.0,
-        setpoint_min=30.0,
-        setpoint_max=40.0,
-        heater="heater",
-        heater_enable="heater_enable",
-        kp=0.2,
-        ki=0.0006,
-        max_output=0.9,
-    ),
-    LoopConfig(
-        "ph",
-        "ph",
-        mode="auto",
-        setpoint=7.0,
-        setpoint_min=6.5,
-        setpoint_max=7.5,
-        base_pump="base",
-        max_dose_ml=2.0,
-        max_ml_per_hour=10.0,
-        max_ml_per_day=60.0,
-        min_interval_s=120.0,
-    ),
-)
+
+def loops_for(culture: Culture) -> tuple[LoopConfig, ...]:
+    """Temperature and pH loops holding what `culture` grows best at."""
+    return (
+        LoopConfig(
+            "temperature",
+            "temperature",
+            mode="auto",
+            setpoint=culture.temperature_c,
+            setpoint_min=culture.temperature_c - 7.0,
+            setpoint_max=culture.temperature_c + 3.0,
+            heater="heater",
+            heater_enable="heater_enable",
+            kp=0.2,
+            ki=0.0006,
+            max_output=0.9,
+        ),
+        LoopConfig(
+            "ph",
+            "ph",
+            mode="auto",
+            setpoint=culture.ph,
+            setpoint_min=culture.ph - 0.5,
+            setpoint_max=culture.ph + 0.5,
+            base_pump="base",
+            max_dose_ml=2.0,
+            max_ml_per_hour=10.0,
+            max_ml_per_day=60.0,
+            min_interval_s=120.0,
+        ),
+    )
