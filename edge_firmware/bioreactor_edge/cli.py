@@ -216,8 +216,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # The simulated circuits answer `rate` times faster than real ones.
-    timing = Timing().scaled(args.rate)
+    # The simulated chips answer `rate` times faster than real ones, never slower: the
+    # register chips' drivers wait their datasheets' real delays, whatever the rate.
+    speed = max(1.0, args.rate)
+    timing = Timing().scaled(speed)
     clock = CatchUpClock(args.backdate_hours * 3600, args.time_scale)
     served = []
     for index in range(args.agents):
@@ -237,9 +239,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         agent = Agent(
             config,
             agent_id=_simulated_agent_id(args.seed, index),
-            raw_bus=_simulated_bus(
-                seed, args.sensors_per_reactor, args.rate, args.control, culture
-            ),
+            raw_bus=_simulated_bus(seed, args.sensors_per_reactor, speed, args.control, culture),
             timing=timing,
             clock=clock,
             on_journaled=_recorder(data_dir / "generated.log") if args.record else None,
