@@ -53,6 +53,8 @@ from .journal_lineage import (
     decode_lineage,
     encode_lineage,
     inherit,
+    lost_later_epoch,
+    seq_reached,
 )
 from .journal_recovery import (
     WalScan,
@@ -255,6 +257,7 @@ class Journal:
             problems.append(f"database corrupt ({corrupt}); moved aside to {evidence.name}")
             self._connect()
             self._create()
+            self._load_state(floor)
             salvaged, lost = self._salvage(evidence, floor, self._counter_in_lost_frames(wal))
             problems.append(
                 f"salvaged {salvaged} unacknowledged readings into a new epoch; {lost} are gone"
@@ -264,19 +267,23 @@ class Journal:
             self._create()
         else:
             self._db.executescript(_ADDED_TABLES)
-            self._load_state()
+            self._load_state(floor)
             lost = self._lost_in_recovery(wal, floor)
-            if lost or wal.lost_commits:
+            lost_epoch = lost_later_epoch(floor, self.epoch, self._lineage)
+            if lost or wal.lost_commits or lost_epoch:
                 new_epoch = True
                 old = self.epoch
-                self._start_epoch(self._newest, lost)
+                self._start_epoch(self._newest, lost, lost_epoch)
                 problems.append(
                     f"committed readings were lost ({lost} counted) after seq {self._newest} "
-                    f"of epoch {old}; continuing in a new epoch"
+                    f"of epoch {old}"
+                    + (f" and the start of epoch {lost_epoch}" if lost_epoch else "")
+                    + "; continuing in a new epoch"
                 )
-        self._load_state()
+        # A fresh database (deleted on purpose) does not carry the old one's drop counts.
+        self._load_state(floor if existed else None)
         with contextlib.suppress(OSError):  # retried before anything is served
-            self._floor.save(Floor(self.epoch, self._newest))
+            self._floor.save(self._floor_now())
         self.recovery = RecoveryReport(
             discarded_frames=wal.discarded_frames,
             discarded_bytes=wal.discarded_bytes,
@@ -295,14 +302,18 @@ class Journal:
             _LOGGER.warning("journal cannot record its served floor yet: %s", err)
             return None
 
+    def _floor_now(self) -> Floor:
+        return Floor(self.epoch, self._newest, self._drops["recovery"])
+
     def _lost_in_recovery(self, wal: WalScan, floor: Floor | None) -> int:
         """How many committed readings recovery lost: 0 if none (or none can be proven).
 
-        Evidence: the served floor of this epoch above the surviving newest seq (whatever
-        removed them), and the readings counter in discarded WAL frames of transactions that
-        were committed and followed by another one (so they were durable and acknowledged).
+        Evidence: the served floor above the surviving newest seq, whether it is this epoch's
+        or that of a later epoch whose start was lost (whatever removed them), and the readings
+        counter in discarded WAL frames of transactions that were committed and followed by
+        another one (so they were durable and acknowledged).
         """
-        newest = floor.newest_seq if floor is not None and floor.epoch == self.epoch else 0
+        newest = seq_reached(floor, self.epoch, self._lineage)
         return max(0, max(newest, self._counter_in_lost_frames(wal)) - self._newest)
 
     def _counter_in_lost_frames(self, wal: WalScan) -> int:
@@ -323,9 +334,10 @@ class Journal:
         ]
         return max([0, *counters])
 
-    def _start_epoch(self, through_seq: int, lost: int) -> None:
-        """A new epoch that inherits this one's readings up to `through_seq`."""
-        lineage = inherit(self._lineage, self.epoch, through_seq)
+    def _start_epoch(self, through_seq: int, lost: int, lost_epoch: str | None) -> None:
+        """A new epoch that inherits this one's readings up to `through_seq` (and names
+        `lost_epoch`, a later epoch whose start is gone, as an ancestor too)."""
+        lineage = inherit(self._lineage, self.epoch, through_seq, lost_epoch)
         with self._transaction() as conn:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (secrets.token_hex(8),))
             self._set_meta(conn, "lineage", encode_lineage(lineage))
@@ -340,14 +352,17 @@ class Journal:
         salvaged = 0
         with salvage(evidence, self._dir / "salvage-scratch.db") as found:
             old_epoch = found.epoch or (floor.epoch if floor is not None else None)
+            ancestors = decode_lineage(found.lineage)
             through = found.acked_seq
             for batch in found.readings:
                 self._insert_salvaged(batch)
                 salvaged += len(batch)
                 through = max(through, batch[-1].seq)
+            lost_epoch = None
             known = [found.newest_seq or 0, wal_newest]
-            if floor is not None and floor.epoch == old_epoch:
-                known.append(floor.newest_seq)
+            if old_epoch is not None:
+                known.append(seq_reached(floor, old_epoch, ancestors))
+                lost_epoch = lost_later_epoch(floor, old_epoch, ancestors)
             newest = max(known)
             lost = max(0, newest - found.acked_seq - salvaged)
             through = max(through, newest)
@@ -359,7 +374,7 @@ class Journal:
                     (through,),
                 )
                 if old_epoch is not None:
-                    lineage = inherit(decode_lineage(found.lineage), old_epoch, through)
+                    lineage = inherit(ancestors, old_epoch, through, lost_epoch)
                     self._set_meta(conn, "lineage", encode_lineage(lineage))
                 self._set_meta(conn, "new_epoch_unacked", "1")
                 self._count_dropped("recovery", lost)
@@ -412,7 +427,10 @@ class Journal:
     def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def _load_state(self) -> None:
+    def _load_state(self, floor: Floor | None) -> None:
+        """Loads the database's state; the `recovery` drop count is at least the floor's, as
+        readings earlier recoveries counted as gone stay gone even when the transaction that
+        counted them is lost too (or the database had to be replaced)."""
         conn = self._db
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self.epoch = meta["epoch"]
@@ -426,6 +444,9 @@ class Journal:
         # Journals from before causes were kept counted only budget overflow.
         stored.setdefault("budget", dropped - sum(stored.values()))
         self._drops = {cause: int(stored.get(cause, 0)) for cause in DROP_CAUSES}
+        if floor is not None and floor.recovery_dropped > self._drops["recovery"]:
+            self._drops["recovery"] = floor.recovery_dropped
+            self._drops_unsaved = True
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
         self._newest = int(row[0]) if row else 0
         oldest = conn.execute("SELECT MIN(seq) FROM readings").fetchone()[0]
@@ -660,7 +681,7 @@ class Journal:
             if rows and (
                 floor is None or floor.epoch != self.epoch or floor.newest_seq < rows[-1][0]
             ):
-                self._floor.save(Floor(self.epoch, self._newest))
+                self._floor.save(self._floor_now())
         except (sqlite3.Error, OSError) as err:
             self._close_conn()
             raise JournalUnavailable(f"the journal cannot be read: {err}") from err
@@ -780,9 +801,8 @@ class Journal:
             ):
                 pass
             self._enforce_budget()
-            floor = self._floor.floor
-            if floor is None or floor.newest_seq < self._newest:
-                self._floor.save(Floor(self.epoch, self._newest))
+            if self._floor.floor != self._floor_now():
+                self._floor.save(self._floor_now())
             self._measure()
         except Exception as err:  # the next run retries
             _LOGGER.warning("journal retention failed (%s); retrying at the next run", err)
@@ -847,7 +867,7 @@ class Journal:
             with contextlib.suppress(Exception), self._transaction() as conn:
                 self._save_drops(conn)
         with contextlib.suppress(Exception):
-            self._floor.save(Floor(self.epoch, self._newest))
+            self._floor.save(self._floor_now())
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -8,10 +8,14 @@ reading as (ancestor, seq) for every seq <= through_seq", so a consumer that alr
 ancestor's readings up to some seq can continue from there instead of taking them again.
 
 Loss is detected against the *served floor*: a tiny file beside the database that records,
-durably and before any reading is served (and every minute, and at close), the newest seq the
-epoch has reached. A database
-whose newest seq is below its epoch's floor has lost committed readings, whatever removed
-them (a truncated WAL, a card that acknowledged writes it never made).
+durably and before any reading is served (and every minute, and at close), the epoch and the
+newest seq it has reached. The floor lives outside SQLite, so a damaged WAL cannot take it
+back with the transactions it loses. A database whose newest seq is below its epoch's floor
+has lost committed readings, whatever removed them (a truncated WAL, a card that acknowledged
+writes it never made). A floor naming an epoch the database neither is nor descends from
+means the database lost that epoch's start: it is back in an older epoch whose higher seqs
+may have been served, so it must not continue that epoch either. The floor also keeps the
+`recovery` drop count, which a lost transaction would otherwise take with it.
 """
 
 from __future__ import annotations
@@ -38,16 +42,46 @@ class Ancestor:
 
 @dataclass(frozen=True, slots=True)
 class Floor:
-    """The newest seq `epoch` is known to have reached (durably recorded before serving)."""
+    """The newest seq `epoch` is known to have reached (durably recorded before serving), and
+    the readings recovery had counted as gone by then."""
 
     epoch: str
     newest_seq: int
+    recovery_dropped: int = 0
 
 
-def inherit(ancestors: tuple[Ancestor, ...], epoch: str, through_seq: int) -> tuple[Ancestor, ...]:
-    """The lineage of a new epoch that continues `epoch` (with `ancestors`) up to `through_seq`."""
+def inherit(
+    ancestors: tuple[Ancestor, ...], epoch: str, through_seq: int, lost_epoch: str | None = None
+) -> tuple[Ancestor, ...]:
+    """The lineage of a new epoch that continues `epoch` (with `ancestors`) up to `through_seq`.
+
+    `lost_epoch`: a later epoch that also continued `epoch` and whose start the database lost;
+    it held `epoch`'s readings at least up to `through_seq` (the survivors are a prefix of its
+    history), so the new epoch names it too: a consumer that knows only it can continue.
+    """
     older = tuple(Ancestor(a.epoch, min(a.through_seq, through_seq)) for a in ancestors)
-    return ((Ancestor(epoch, through_seq), *older))[:MAX_ANCESTORS]
+    lost = (Ancestor(lost_epoch, through_seq),) if lost_epoch is not None else ()
+    return ((Ancestor(epoch, through_seq), *lost, *older))[:MAX_ANCESTORS]
+
+
+def lost_later_epoch(
+    floor: Floor | None, epoch: str, ancestors: tuple[Ancestor, ...]
+) -> str | None:
+    """The floor's epoch when `epoch` (with `ancestors`) neither is nor descends from it: a
+    later epoch whose start the database has lost (or an ancestor forgotten beyond
+    MAX_ANCESTORS, where a new epoch is the safe answer too). None otherwise."""
+    if floor is None or floor.epoch == epoch or any(a.epoch == floor.epoch for a in ancestors):
+        return None
+    return floor.epoch
+
+
+def seq_reached(floor: Floor | None, epoch: str, ancestors: tuple[Ancestor, ...]) -> int:
+    """The newest seq the floor proves for the history `epoch` holds a prefix of (0 if none):
+    its own, or that of a later epoch it lost. An ancestor's floor says nothing about `epoch`'s
+    seqs above what it inherited."""
+    if floor is None or any(a.epoch == floor.epoch for a in ancestors):
+        return 0
+    return floor.newest_seq
 
 
 def encode_lineage(ancestors: tuple[Ancestor, ...]) -> str:
@@ -67,9 +101,13 @@ def decode_lineage(text: str | None) -> tuple[Ancestor, ...]:
         return ()
 
 
-_MAGIC = 0x42524546
 _SLOT_BYTES = 512  # one sector each: a record never straddles two
-_RECORD = struct.Struct(">IQq64s")  # magic, generation, newest seq, epoch; then a CRC-32
+# magic, generation, newest seq, epoch[, recovery drops]; then a CRC-32 of the record.
+_RECORDS = {
+    0x42524546: struct.Struct(">IQq64s"),  # first release: no drop count
+    0x42524547: struct.Struct(">IQq64sq"),
+}
+_MAGIC = 0x42524547
 
 
 def _records(data: bytes) -> list[tuple[int, Floor]]:
@@ -77,13 +115,17 @@ def _records(data: bytes) -> list[tuple[int, Floor]]:
     found = []
     for slot in range(2):
         start = slot * _SLOT_BYTES
-        record = data[start : start + _RECORD.size + 4]
-        if len(record) != _RECORD.size + 4:
+        layout = _RECORDS.get(int.from_bytes(data[start : start + 4], "big"))
+        if layout is None:
             continue
-        magic, generation, newest, raw_epoch = _RECORD.unpack(record[:-4])
-        if magic != _MAGIC or record[-4:] != zlib.crc32(record[:-4]).to_bytes(4, "big"):
+        record = data[start : start + layout.size + 4]
+        if len(record) != layout.size + 4:
             continue
-        found.append((generation, Floor(raw_epoch.rstrip(b"\0").decode("ascii"), newest)))
+        if record[-4:] != zlib.crc32(record[:-4]).to_bytes(4, "big"):
+            continue
+        _, generation, newest, raw_epoch, *dropped = layout.unpack(record[:-4])
+        epoch = raw_epoch.rstrip(b"\0").decode("ascii")
+        found.append((generation, Floor(epoch, newest, *dropped)))
     return found
 
 
@@ -112,8 +154,12 @@ class FloorFile:
 
     def save(self, floor: Floor) -> None:
         """Records `floor` durably (fdatasync) in the slot not holding the newest record."""
-        record = _RECORD.pack(
-            _MAGIC, self._generation + 1, floor.newest_seq, floor.epoch.encode("ascii")
+        record = _RECORDS[_MAGIC].pack(
+            _MAGIC,
+            self._generation + 1,
+            floor.newest_seq,
+            floor.epoch.encode("ascii"),
+            floor.recovery_dropped,
         )
         record += zlib.crc32(record).to_bytes(4, "big")
         fd = self._open_allocated()

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -1020,6 +1021,19 @@ def test_floor_survives_a_torn_newest_slot(tmp_path: Path) -> None:
     again.save(Floor("aaaa", 30))  # overwrites the torn slot, wins over the older one
     assert FloorFile(tmp_path).open() == Floor("aaaa", 30)
     assert (tmp_path / FLOOR_FILE).stat().st_size == 1024  # allocated once, rewritten in place
+
+
+def test_floor_keeps_the_recovery_count_and_reads_first_release_records(tmp_path: Path) -> None:
+    floor_file = FloorFile(tmp_path)
+    floor_file.open()
+    floor_file.save(Floor("aaaa", 10, recovery_dropped=24))
+    assert FloorFile(tmp_path).open() == Floor("aaaa", 10, 24)
+    # A record of the first release: no drop count, its own magic; still the newest floor.
+    record = struct.pack(">IQq64s", 0x42524546, 2, 42, b"bbbb")
+    record += zlib.crc32(record).to_bytes(4, "big")
+    with (tmp_path / FLOOR_FILE).open("r+b") as file:
+        file.write(record)
+    assert FloorFile(tmp_path).open() == Floor("bbbb", 42, 0)
 
 
 async def test_floor_unmakeable_at_open_blocks_serving_not_opening(

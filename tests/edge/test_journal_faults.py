@@ -7,12 +7,13 @@ import random
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bioreactor_edge.journal import DB_NAME, Journal
-from bioreactor_edge.journal_lineage import FLOOR_FILE
+from bioreactor_edge.journal_lineage import FLOOR_FILE, Ancestor
 from bioreactor_edge.models import NewReading
 from tests.support.fault_report import record, scale
 
@@ -170,6 +171,113 @@ async def test_wal_evidence_alone_detects_lost_commits(
             assert len(readings) == len(original) - PER_TICK, context
     assert seen[1] >= 10
     assert seen[2] >= 100
+
+
+def crash_copy(source: Path, target: Path) -> None:
+    """The files a SIGKILL would leave behind: copied while the journal is open, so the
+    readings are still in the WAL (nothing checkpointed)."""
+    target.mkdir()
+    for name in (DB_NAME, f"{DB_NAME}-wal", FLOOR_FILE):
+        shutil.copyfile(source / name, target / name)
+
+
+def damage_wal(directory: Path, offset: int, how: str) -> None:
+    """Cuts the WAL at `offset`, or flips a bit in the frame header there."""
+    wal = directory / f"{DB_NAME}-wal"
+    if how == "truncate":
+        with wal.open("r+b") as file:
+            file.truncate(offset)
+    else:
+        data = bytearray(wal.read_bytes())
+        data[offset + 8] ^= 0x10  # salt-1 of the frame: SQLite's recovery stops before it
+        wal.write_bytes(bytes(data))
+
+
+@dataclass
+class LostEpochChange:
+    """Epoch e1 served seqs 1..120; a damaged tail lost 97..120, so recovery started e2
+    (inheriting 1..96) and e2 served 97..156; then the WAL lost e2's start again."""
+
+    directory: Path
+    e1: str
+    e2: str
+    floor_before_reopen: bytes
+
+
+async def lose_epoch_change(tmp_path: Path, how: str) -> LostEpochChange:
+    first = tmp_path / "first"
+    journal = await Journal.open(first)
+    wal_sizes = []
+    for number in range(10):
+        await journal.append(tick(number))
+        wal_sizes.append((first / f"{DB_NAME}-wal").stat().st_size)
+    assert len((await journal.read_after(0, 1000))[0]) == 120
+    e1 = journal.epoch
+    crash_copy(first, tmp_path / "second")
+    await journal.close()
+
+    # The last two commits are gone: recovery starts e2 at the end of the surviving WAL.
+    cut = wal_sizes[7]
+    damage_wal(tmp_path / "second", cut, "truncate")
+    journal = await Journal.open(tmp_path / "second")
+    assert journal.recovery.new_epoch
+    assert journal.recovery.lost_readings == 24
+    e2 = journal.epoch
+    for number in range(10, 15):
+        await journal.append(tick(number))
+    served, _ = await journal.read_after(96, 1000)
+    assert [r.seq for r in served] == list(range(97, 157))
+    crash_copy(tmp_path / "second", tmp_path / "third")
+    await journal.close()
+
+    # e2's first transaction began at `cut`: damage there loses it and all of e2.
+    damage_wal(tmp_path / "third", cut, how)
+    return LostEpochChange(
+        tmp_path / "third", e1, e2, (tmp_path / "third" / FLOOR_FILE).read_bytes()
+    )
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+async def test_lost_epoch_change_never_reuses_served_identities(tmp_path: Path, how: str) -> None:
+    """The database falls back to e1, whose seqs 97..120 were served: continuing e1 would
+    hand out (e1, 97..) again, which a consumer already has and skips as duplicates. The
+    journal starts a new epoch instead, inheriting 1..96 from e1 and e2, and counts what
+    is gone: e2's 97..156 now, e1's 97..120 counted before (kept by the served floor)."""
+    lost = await lose_epoch_change(tmp_path, how)
+    journal = await Journal.open(lost.directory)
+    try:
+        stats = journal.stats()
+        assert journal.epoch not in (lost.e1, lost.e2)
+        assert journal.recovery.new_epoch
+        assert journal.recovery.lost_readings == 60
+        assert stats.dropped_by_cause["recovery"] == 24 + 60
+        assert stats.lineage == (Ancestor(lost.e1, 96), Ancestor(lost.e2, 96))
+        assert stats.new_epoch_unacked
+        await journal.append(tick(20))
+        readings, _ = await journal.read_after(96, 1000)
+        assert [r.seq for r in readings] == list(range(97, 109))
+    finally:
+        await journal.close()
+
+
+async def test_crash_between_epoch_change_and_floor_write(tmp_path: Path) -> None:
+    """The new epoch is committed but the floor still names the lost epoch: the next start
+    finds that epoch among the new one's ancestors, so it neither starts yet another epoch
+    nor counts the same readings twice."""
+    lost = await lose_epoch_change(tmp_path, "truncate")
+    journal = await Journal.open(lost.directory)
+    e3 = journal.epoch
+    crash_copy(lost.directory, tmp_path / "fourth")
+    await journal.close()
+    (tmp_path / "fourth" / FLOOR_FILE).write_bytes(lost.floor_before_reopen)
+
+    journal = await Journal.open(tmp_path / "fourth")
+    try:
+        assert journal.epoch == e3
+        assert not journal.recovery.new_epoch
+        assert journal.stats().dropped_by_cause["recovery"] == 24 + 60
+    finally:
+        await journal.close()
 
 
 @pytest.fixture
