@@ -242,6 +242,8 @@ class Agent:
             self._find_sensor,
             self._run_sensor_job,
             clock=self._clock,
+            readings=self.config.calibration.stable_readings,
+            seconds=self.config.calibration.stable_seconds,
         )
         self._calibration.load()
         self._sampler = Sampler(

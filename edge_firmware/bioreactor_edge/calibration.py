@@ -60,6 +60,9 @@ VALUE_RANGE = {"ph": (0.0, 14.0), "ec": (1.0, 500000.0)}
 # A pH probe, even uncalibrated, reads a buffer within this of its value; further off,
 # it is in another solution (the last buffer, the culture).
 PH_MAX_OFFSET = 1.5
+# A point is committed once this many readings in a row, spanning this long, agree.
+DEFAULT_READINGS = 5
+DEFAULT_SECONDS = 20.0
 # Limits of the stability settings a client may choose.
 READINGS_RANGE = (2, 120)
 SECONDS_RANGE = (0.0, 3600.0)
@@ -73,8 +76,8 @@ class Stability:
     reading's magnitude where that is larger (conductivity standards span decades).
     """
 
-    readings: int = 5
-    seconds: float = 20.0
+    readings: int = DEFAULT_READINGS
+    seconds: float = DEFAULT_SECONDS
     tolerance: float = 0.02
     relative: float = 0.0
 
@@ -225,8 +228,12 @@ class Calibrator:
         run_job: JobRunner,
         *,
         clock: Callable[[], float],
+        readings: int = DEFAULT_READINGS,
+        seconds: float = DEFAULT_SECONDS,
     ) -> None:
         self._path = state_path
+        # The configured stability rule ([calibration] in the agent's configuration).
+        self._readings, self._seconds = readings, seconds
         self._find = find_sensor
         self._run_job = run_job
         self._clock = clock
@@ -295,6 +302,7 @@ class Calibrator:
                 "guided calibration covers ph, do and ec",
             )
         quantity, default = watched
+        default = replace(default, readings=self._readings, seconds=self._seconds)
         stability = _stability(default, settings)
         unit = handler.values[quantity].quantity.unit
         old = self._sessions.get(sensor_id)

@@ -21,6 +21,10 @@ Every key is optional; defaults shown::
     [sampling]
     interval_s = 5.0                      # per sensor; EZO circuits never faster than 1 Hz
 
+    [calibration]                         # a point is committed once the reading is stable:
+    stable_readings = 5                   # this many readings in a row within tolerance ...
+    stable_seconds = 20                   # ... spanning at least this long (docs/calibration.md)
+
     [[reactors]]                          # default: one reactor "bus1" on /dev/i2c-1
     id = "r1"                             # stable: part of Home Assistant's identifiers
     name = "Reactor 1"
@@ -98,6 +102,12 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CalibrationConfig:
+    stable_readings: int = 5
+    stable_seconds: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
 class PinnedSensor:
     address: int
     kind: str
@@ -125,6 +135,7 @@ class AgentConfig:
     discovery: DiscoveryConfig
     sampling: SamplingConfig
     reactors: tuple[ReactorConfig, ...]
+    calibration: CalibrationConfig = CalibrationConfig()
 
 
 def _in_range(
@@ -188,6 +199,10 @@ _SCHEMA = vol.Schema(
             vol.Optional("interval_s", default=5.0): _in_range(0.05, 86400),
         },
         vol.Optional("reactors", default=list): [_REACTOR],
+        vol.Optional("calibration", default=dict): {
+            vol.Optional("stable_readings", default=5): _in_range(2, 120, integer=True),
+            vol.Optional("stable_seconds", default=20.0): _in_range(0, 3600),
+        },
     }
 )
 
@@ -260,6 +275,7 @@ def parse_config(raw: dict[str, Any], *, default_data_dir: Path = DEFAULT_DATA_D
         discovery=DiscoveryConfig(**data["discovery"]),
         sampling=SamplingConfig(**data["sampling"]),
         reactors=reactors,
+        calibration=CalibrationConfig(**data["calibration"]),
     )
 
 

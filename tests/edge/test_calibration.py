@@ -23,6 +23,7 @@ from bioreactor_edge.calibration import (
     Stability,
     assess,
 )
+from bioreactor_edge.config import CalibrationConfig, ConfigError, parse_config
 from bioreactor_edge.simulator.ezo import EzoChip
 from bioreactor_edge.simulator.lab import build_reactor_bus
 from bioreactor_edge.simulator.physics import ReactorModel
@@ -44,8 +45,10 @@ def chip(bus: VirtualBus, address: int) -> EzoChip:
     return cast(EzoChip, bus.chip(address))
 
 
-async def started(data_dir: Path, bus: VirtualBus) -> Agent:
-    agent = Agent(fast_config(data_dir), agent_id="a" * 16, raw_bus=single_bus(bus), timing=TIMING)
+async def started(data_dir: Path, bus: VirtualBus, **config: Any) -> Agent:
+    agent = Agent(
+        fast_config(data_dir, **config), agent_id="a" * 16, raw_bus=single_bus(bus), timing=TIMING
+    )
     await agent.start()
     await wait_for(lambda: not agent.discovering)
     await wait_for(lambda: all(sensors(agent)[s]["status"] == "online" for s in (PH, DO, EC)))
@@ -218,6 +221,22 @@ async def test_other_sensors_and_bad_settings_are_refused(agent: Agent) -> None:
     with pytest.raises(CalibrationRefused) as err:
         agent.calibration.progress(PH)
     assert refusal(err) == "no_session"
+
+
+async def test_configured_stability_rule(tmp_path: Path, bus: VirtualBus) -> None:
+    config = parse_config({"calibration": {"stable_readings": 8, "stable_seconds": 60}})
+    assert config.calibration == CalibrationConfig(8, 60)
+    with pytest.raises(ConfigError, match=r"^calibration.stable_readings: must be an integer"):
+        parse_config({"calibration": {"stable_readings": 1}})
+    agent = await started(tmp_path, bus, calibration=CalibrationConfig(8, 60.0))
+    try:
+        stability = agent.calibration.start(PH, {})["stability"]
+        assert (stability["readings_needed"], stability["seconds_needed"]) == (8, 60.0)
+        # A session may still ask for its own rule.
+        stability = agent.calibration.start(PH, {"seconds": 5})["stability"]
+        assert (stability["readings_needed"], stability["seconds_needed"]) == (8, 5.0)
+    finally:
+        await agent.stop()
 
 
 async def test_record_survives_a_restart(tmp_path: Path, bus: VirtualBus) -> None:
