@@ -12,7 +12,7 @@ import pytest
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import area_registry as ar, device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.api import BioreactorConnectionError
@@ -58,6 +58,12 @@ async def test_dose_by_reactor_or_pump_entity(
     await dose(hass, 1, entity_id=[DOSED_HOUR], device_id=[device_id])  # the same pump
     mock_client.dose.assert_awaited_with("bus1-base", 1.0)
     assert mock_client.dose.await_count == 3
+
+    # An area holding the reactor names its one pump too.
+    area = ar.async_get(hass).async_create("Lab bench")
+    dr.async_get(hass).async_update_device(device_id, area_id=area.id)
+    await dose(hass, 0.2, area_id=area.id)
+    mock_client.dose.assert_awaited_with("bus1-base", 0.2)
 
 
 async def test_agent_refusal_names_the_limit(
@@ -110,7 +116,7 @@ async def test_targets_that_name_no_single_pump(
         (DOMAIN, AGENT_ID), mock_config_entry.entry_id
     )
     assert agent is not None
-    with pytest.raises(ServiceValidationError, match="is not a dosing pump"):
+    with pytest.raises(ServiceValidationError, match="names no dosing pump"):
         await dose(hass, 1, device_id=agent.id)
     with pytest.raises(ServiceValidationError) as no_target:
         await dose(hass, 1)
