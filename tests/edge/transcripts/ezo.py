@@ -227,4 +227,48 @@ TRANSCRIPTS = (
         source="EZO-PMP datasheet, I2C 'Volume dispensing': D,5 dispenses 5 ml; D,? -> "
         "?D,<ml>,<1 dispensing | 0>, 300 ms (ESPHome's ezo_pmp, datasheet p.54)",
     ),
+    # Calibration: the I2C "Calibration" pages; a point answers a bare success.
+    Transcript(
+        name="ph-calibration-three-points",
+        chip="ph",
+        address=0x63,
+        exchanges=(
+            Exchange(b"Cal,mid,7.00", 0.9, b"\x01\x00"),
+            Exchange(b"Cal,low,4.00", 0.9, b"\x01\x00"),
+            Exchange(b"Cal,high,10.00", 0.9, b"\x01\x00"),
+            Exchange(b"Cal,?", 0.3, ezo_ok("?CAL,3")),
+            Exchange(b"Slope,?", 0.3, ezo_ok("?Slope,99.7,100.3,-0.89")),
+            Exchange(b"Cal,mid,7.00", 0.9, b"\x01\x00"),
+            Exchange(b"Cal,?", 0.3, ezo_ok("?CAL,1")),
+        ),
+        source="EZO-pH datasheet V5.x p.52, I2C 'Calibration': Cal,mid|low|high,n 900 ms, "
+        "Cal,? -> ?CAL,0-3 300 ms, cal,mid clears the other points; p.55 'Slope': "
+        "Slope,? -> ?Slope,99.7,100.3,-0.89",
+    ),
+    Transcript(
+        name="do-calibration-atmospheric-zero",
+        chip="do",
+        address=0x61,
+        exchanges=(
+            Exchange(b"Cal", 1.3, b"\x01\x00"),
+            Exchange(b"Cal,0", 1.3, b"\x01\x00"),
+            Exchange(b"Cal,?", 0.3, ezo_ok("?CAL,2")),
+        ),
+        source="EZO-DO datasheet V5.x p.52, I2C 'Calibration': Cal (atmospheric oxygen) and "
+        "Cal,0 (zero dissolved oxygen) 1.3 s, Cal,? -> ?CAL,0-2 300 ms",
+    ),
+    Transcript(
+        name="ec-calibration-dry-low-high",
+        chip="ec",
+        address=0x64,
+        exchanges=(
+            Exchange(b"Cal,dry", 0.6, b"\x01\x00"),
+            Exchange(b"Cal,?", 0.3, ezo_ok("?CAL,0")),
+            Exchange(b"Cal,low,12880", 0.6, b"\x01\x00"),
+            Exchange(b"Cal,high,80000", 0.6, b"\x01\x00"),
+            Exchange(b"Cal,?", 0.3, ezo_ok("?CAL,2")),
+        ),
+        source="EZO-EC datasheet V6.2, I2C 'Calibration': Cal,dry first, then Cal,low,n and "
+        "Cal,high,n (600 ms), Cal,? -> ?CAL,0-2 (a 1 or 2 point calibration) 300 ms",
+    ),
 )
