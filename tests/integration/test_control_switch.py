@@ -99,3 +99,25 @@ async def test_loop_relay_only_in_manual(
     with pytest.raises(ServiceValidationError) as refused:
         await switch(hass, SERVICE_TURN_OFF, HEATER_ENABLE)
     assert refused.value.translation_placeholders == {"limit": "loop_mode", "reason": reason}
+
+
+async def test_new_outputs_appear_and_removed_ones_go_unavailable(
+    hass: HomeAssistant,
+    mock_client: AsyncMock,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    reactor = status_payload["reactors"][0]
+    actuators = reactor["actuators"]
+    reactor["actuators"] = [a for a in actuators if a["id"] != "bus1-aeration"]
+    await setup_integration(hass, mock_config_entry, [Platform.SWITCH])
+    assert hass.states.get(AERATION) is None
+
+    reactor["actuators"] = actuators  # the board's configuration gained the valve
+    await poll(hass, freezer)
+    assert hass.states.get(AERATION).state == STATE_OFF
+
+    reactor["actuators"] = [a for a in actuators if a["id"] != "bus1-aeration"]
+    await poll(hass, freezer)
+    assert hass.states.get(AERATION).state == STATE_UNAVAILABLE
