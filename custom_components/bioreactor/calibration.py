@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import probatio as vol
-from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigEntryState, ConfigFlowResult, OptionsFlow
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import (
@@ -129,6 +129,8 @@ class BioreactorOptionsFlow(OptionsFlow):
     async def async_step_calibrate(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
+        if self.config_entry.state is not ConfigEntryState.LOADED:
+            return self.async_abort(reason="cannot_connect")  # no agent status to choose from
         coordinator = self._coordinator
         sensors = {
             s.id: _sensor_label(coordinator, s)

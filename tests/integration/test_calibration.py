@@ -24,6 +24,7 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.api import (
+    BioreactorConnectionError,
     BioreactorRequestError,
     CalibrationSession,
     parse_calibration_session,
@@ -251,6 +252,19 @@ async def test_flow_without_calibratable_sensors(
         result["flow_id"], {"next_step_id": "calibrate"}
     )
     assert (result["type"], result["reason"]) == (FlowResultType.ABORT, "no_calibratable_sensor")
+
+
+async def test_flow_with_the_agent_unreachable(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, mock_client: AsyncMock
+) -> None:
+    mock_client.status.side_effect = BioreactorConnectionError("no route to host")
+    mock_config_entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "calibrate"}
+    )
+    assert (result["type"], result["reason"]) == (FlowResultType.ABORT, "cannot_connect")
 
 
 async def test_settings_keep_the_interval(
