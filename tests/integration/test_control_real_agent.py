@@ -109,6 +109,9 @@ async def test_control_a_real_agent(hass: HomeAssistant, lab: Lab) -> None:
     loop = await lab.loop("ph")
     assert (loop["limits"]["max_dose_ml"], loop["hard_limits"]["max_dose_ml"]) == (1.0, 2.0)
     assert float(hass.states.get(dose_limit).state) == 1.0
+    with pytest.raises(ServiceValidationError, match="outside valid range"):
+        await lab.call("number", "set_value", {"entity_id": dose_limit, "value": 2.5})
+    assert (await lab.loop("ph"))["limits"]["max_dose_ml"] == 1.0
 
     # A setpoint inside the hard range reaches the agent; beyond it Home Assistant refuses.
     await lab.call("number", "set_value", {"entity_id": setpoint.entity_id, "value": 7.2})
