@@ -43,9 +43,9 @@ MAX_INTERVAL_S = 86400.0
 
 @dataclass(frozen=True, kw_only=True)
 class LimitDescription(NumberEntityDescription):
-    """A loop limit (docs/safety.md): `narrows` "max" ones may only go lower than the
-    configured value, "min" ones only higher. `scale` converts the agent's value to the
-    one shown (a duty 0-1 as %)."""
+    """A loop limit (docs/safety.md). `narrows` is "max" for a limit that may only go
+    lower than configured, "min" for one that may only go higher; `scale` converts the
+    agent's value to the one shown (a duty 0-1 as %)."""
 
     narrows: str
     scale: float = 1.0
