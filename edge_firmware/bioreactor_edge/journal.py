@@ -52,9 +52,9 @@ from .journal_lineage import (
     FloorFile,
     decode_lineage,
     encode_lineage,
+    floor_for,
     inherit,
     lost_later_epoch,
-    seq_reached,
 )
 from .journal_recovery import (
     WalScan,
@@ -268,9 +268,9 @@ class Journal:
         else:
             self._db.executescript(_ADDED_TABLES)
             self._load_state(floor)
-            lost = self._lost_in_recovery(wal, floor)
+            gone, lost = self._lost_in_recovery(wal, floor)
             lost_epoch = lost_later_epoch(floor, self.epoch, self._lineage)
-            if lost or wal.lost_commits or lost_epoch:
+            if gone or lost_epoch:
                 new_epoch = True
                 old = self.epoch
                 self._start_epoch(self._newest, lost, lost_epoch)
@@ -303,18 +303,22 @@ class Journal:
             return None
 
     def _floor_now(self) -> Floor:
-        return Floor(self.epoch, self._newest, self._drops["recovery"])
+        return Floor(self.epoch, self._newest, self._drops["recovery"], self._retain_after())
 
-    def _lost_in_recovery(self, wal: WalScan, floor: Floor | None) -> int:
-        """How many committed readings recovery lost: 0 if none (or none can be proven).
+    def _lost_in_recovery(self, wal: WalScan, floor: Floor | None) -> tuple[bool, int]:
+        """Whether recovery lost committed readings, and how many of them no consumer had
+        acknowledged (0 where none can be proven): those are counted as dropped.
 
         Evidence: the served floor above the surviving newest seq, whether it is this epoch's
         or that of a later epoch whose start was lost (whatever removed them), and the readings
         counter in discarded WAL frames of transactions that were committed and followed by
-        another one (so they were durable and acknowledged).
+        another one (so they were durable and acknowledged). Readings up to the floor's acked
+        seq reached every consumer even if the acknowledgement itself is lost.
         """
-        newest = seq_reached(floor, self.epoch, self._lineage)
-        return max(0, max(newest, self._counter_in_lost_frames(wal)) - self._newest)
+        applies = floor_for(floor, self.epoch, self._lineage)
+        newest = max(applies.newest_seq if applies else 0, self._counter_in_lost_frames(wal))
+        acked = max(self._newest, applies.acked_seq if applies else 0)
+        return newest > self._newest or wal.lost_commits, max(0, newest - acked)
 
     def _counter_in_lost_frames(self, wal: WalScan) -> int:
         """The highest readings counter in WAL frames of lost committed transactions (or 0).
@@ -361,7 +365,8 @@ class Journal:
             lost_epoch = None
             known = [found.newest_seq or 0, wal_newest]
             if old_epoch is not None:
-                known.append(seq_reached(floor, old_epoch, ancestors))
+                applies = floor_for(floor, old_epoch, ancestors)
+                known.append(applies.newest_seq if applies else 0)
                 lost_epoch = lost_later_epoch(floor, old_epoch, ancestors)
             newest = max(known)
             lost = max(0, newest - found.acked_seq - salvaged)
@@ -736,6 +741,11 @@ class Journal:
         else:
             self._consumers[consumer] = watermark
         self._new_epoch_unacked = False
+        if seq > current:
+            # Lets a recovery that loses this acknowledgement tell delivered readings from
+            # lost ones; a floor that cannot be written only makes it count more as lost.
+            with contextlib.suppress(OSError):
+                self._floor.save(self._floor_now())
         return watermark
 
     def consumers(self) -> dict[str, int]:

@@ -42,12 +42,13 @@ class Ancestor:
 
 @dataclass(frozen=True, slots=True)
 class Floor:
-    """The newest seq `epoch` is known to have reached (durably recorded before serving), and
-    the readings recovery had counted as gone by then."""
+    """The newest seq `epoch` is known to have reached (durably recorded before serving), the
+    seq every consumer had acknowledged, and the readings recovery had counted as gone."""
 
     epoch: str
     newest_seq: int
     recovery_dropped: int = 0
+    acked_seq: int = 0
 
 
 def inherit(
@@ -75,13 +76,13 @@ def lost_later_epoch(
     return floor.epoch
 
 
-def seq_reached(floor: Floor | None, epoch: str, ancestors: tuple[Ancestor, ...]) -> int:
-    """The newest seq the floor proves for the history `epoch` holds a prefix of (0 if none):
-    its own, or that of a later epoch it lost. An ancestor's floor says nothing about `epoch`'s
-    seqs above what it inherited."""
+def floor_for(floor: Floor | None, epoch: str, ancestors: tuple[Ancestor, ...]) -> Floor | None:
+    """The floor if it speaks for the history `epoch` holds a prefix of: `epoch`'s own, or a
+    later epoch's whose start was lost. An ancestor's floor says nothing about `epoch`'s seqs
+    above what it inherited."""
     if floor is None or any(a.epoch == floor.epoch for a in ancestors):
-        return 0
-    return floor.newest_seq
+        return None
+    return floor
 
 
 def encode_lineage(ancestors: tuple[Ancestor, ...]) -> str:
@@ -102,10 +103,10 @@ def decode_lineage(text: str | None) -> tuple[Ancestor, ...]:
 
 
 _SLOT_BYTES = 512  # one sector each: a record never straddles two
-# magic, generation, newest seq, epoch[, recovery drops]; then a CRC-32 of the record.
+# magic, generation, newest seq, epoch[, recovery drops, acked seq]; then a CRC-32 of it.
 _RECORDS = {
-    0x42524546: struct.Struct(">IQq64s"),  # first release: no drop count
-    0x42524547: struct.Struct(">IQq64sq"),
+    0x42524546: struct.Struct(">IQq64s"),  # first release
+    0x42524547: struct.Struct(">IQq64sqq"),
 }
 _MAGIC = 0x42524547
 
@@ -123,9 +124,9 @@ def _records(data: bytes) -> list[tuple[int, Floor]]:
             continue
         if record[-4:] != zlib.crc32(record[:-4]).to_bytes(4, "big"):
             continue
-        _, generation, newest, raw_epoch, *dropped = layout.unpack(record[:-4])
+        _, generation, newest, raw_epoch, *added = layout.unpack(record[:-4])
         epoch = raw_epoch.rstrip(b"\0").decode("ascii")
-        found.append((generation, Floor(epoch, newest, *dropped)))
+        found.append((generation, Floor(epoch, newest, *added)))
     return found
 
 
@@ -160,6 +161,7 @@ class FloorFile:
             floor.newest_seq,
             floor.epoch.encode("ascii"),
             floor.recovery_dropped,
+            floor.acked_seq,
         )
         record += zlib.crc32(record).to_bytes(4, "big")
         fd = self._open_allocated()

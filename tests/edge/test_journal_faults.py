@@ -280,6 +280,36 @@ async def test_crash_between_epoch_change_and_floor_write(tmp_path: Path) -> Non
         await journal.close()
 
 
+@pytest.mark.parametrize("acked", [120, 108])
+async def test_lost_readings_a_consumer_acknowledged_are_not_dropped(
+    tmp_path: Path, acked: int
+) -> None:
+    """The damage takes seqs 97..120 and the acknowledgement of `acked` with them: the seqs
+    were served, so a new epoch starts; only those never acknowledged count as dropped."""
+    journal = await Journal.open(tmp_path / "first")
+    wal_sizes = []
+    for number in range(10):
+        await journal.append(tick(number))
+        wal_sizes.append((tmp_path / "first" / f"{DB_NAME}-wal").stat().st_size)
+    await journal.read_after(0, 1000)
+    await journal.ack(journal.epoch, acked)
+    old_epoch = journal.epoch
+    crash_copy(tmp_path / "first", tmp_path / "second")
+    await journal.close()
+    damage_wal(tmp_path / "second", wal_sizes[7], "truncate")
+
+    journal = await Journal.open(tmp_path / "second")
+    try:
+        stats = journal.stats()
+        assert journal.recovery.new_epoch
+        assert stats.lineage == (Ancestor(old_epoch, 96),)
+        assert stats.acked_seq == 0  # the acknowledgement's transaction is gone too
+        assert journal.recovery.lost_readings == 120 - acked
+        assert stats.dropped_by_cause["recovery"] == 120 - acked
+    finally:
+        await journal.close()
+
+
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 384 KiB tmpfs (the tests run as root, as on CI)."""
