@@ -40,5 +40,5 @@ async def test_dashboard_is_served_and_its_entities_exist(demo: DemoLab) -> None
     assert served == config
     assert [view["path"] for view in config["views"]] == ["ecoli", "yeast", "cho"]
     wanted = set(entity_ids(config))
-    assert len(wanted) == 3 * 15
+    assert len(wanted) == 3 * 25
     assert not wanted - states, f"the dashboard shows entities the demo lacks: {wanted - states}"
