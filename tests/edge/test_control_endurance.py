@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from bioreactor_edge.actuators import Pump, build_actuators
+from bioreactor_edge.actuators import Pump, Refused, build_actuators
 from bioreactor_edge.bus import BusOwner
 from bioreactor_edge.config import ReactorConfig
+from bioreactor_edge.control.config import loop_config
 from bioreactor_edge.control.dosing import DAY_S, HOUR_S, Input
 from bioreactor_edge.control.runner import Controller
 from bioreactor_edge.drivers.base import Timing
@@ -153,3 +154,45 @@ async def test_property_ph_holds_without_exceeding_a_cap(
     added_ml_per_h = acid_per_hour / BASE_PH_PER_ML
     if hourly >= PEAK_DEMAND_ML_PER_H + added_ml_per_h and per_day >= 50 + 8 * added_ml_per_h:
         assert worst["ph"] <= 0.1, worst
+
+
+async def test_do_loop_stirs_harder_as_the_culture_grows(tmp_path: Path, clock: SimClock) -> None:
+    model = ReactorModel(seed=5, clock=clock)
+    bus = VirtualBus()
+    actuation = add_actuators(bus, model)
+    owner = BusOwner(bus, 1, timeout_s=5.0)
+    do_loop = loop_config({"name": "do", "kind": "do", "stirrer": "stirrer", "mode": "auto"})
+    assert (do_loop.setpoint, do_loop.min_output, do_loop.max_output) == (5.0, 0.2, 0.8)
+    # The culture grows only when kept warm: the temperature loop runs too.
+    outputs = tuple(a for a in ACTUATORS if a.kind != "pump")
+    reactor = ReactorConfig(
+        id="bus1", name="R1", bus=1, actuators=outputs, loops=(loops()[0], do_loop)
+    )
+
+    def read(_reactor: str, kind: str, quantity: str) -> Input:
+        state = model.state()
+        value = state.dissolved_oxygen_mg_l if kind == "do" else state.temperature_c
+        return Input(value, clock.now, True)
+
+    actuators = build_actuators(reactor, owner, timing=TIMING, clock=clock)
+    control = Controller([(reactor, actuators)], read, tmp_path / "control.json", clock=clock)
+    lowest, duties = 99.0, []
+    try:
+        await control.start()
+        for narrower in ({"min_output": 0.1}, {"min_output": 0.85}, {"max_output": 0.9}):
+            with pytest.raises(Refused) as err:
+                await control.configure("bus1-do", {"limits": narrower})
+            assert err.value.limit == next(iter(narrower))
+        for step in range(int(10 * HOUR_S / STEP_S)):
+            clock.now += STEP_S
+            await control.tick()
+            duties.append(actuation.duties.get(1, 0.0))
+            if step * STEP_S > 5 * HOUR_S:  # grown: oxygen uptake near its peak
+                lowest = min(lowest, model.state().dissolved_oxygen_mg_l)
+    finally:
+        await control.stop()
+        await owner.close()
+    assert control.loop("bus1-do").state == "running"
+    assert lowest >= 4.7, f"DO fell to {lowest:.2f} mg/L"
+    assert min(duties) >= 0.2 - 1 / 4096 and max(duties) <= 0.8 + 1 / 4096
+    assert duties[-1] > duties[30] + 0.1, "the stirrer speeds up as uptake grows"

@@ -18,7 +18,7 @@ from bioreactor_edge.actuators import Pump, Refused
 from bioreactor_edge.agent import Agent
 from bioreactor_edge.config import AgentConfig, ConfigError, default_config, parse_config
 from bioreactor_edge.control.config import ActuatorConfig, LoopConfig
-from bioreactor_edge.control.runner import Controller, PhLoop, TemperatureLoop
+from bioreactor_edge.control.runner import Controller, PhLoop, PidLoop
 from bioreactor_edge.drivers.base import Timing
 from bioreactor_edge.simulator.actuation import Actuation, add_actuators
 from bioreactor_edge.simulator.ezo import EzoChip
@@ -203,9 +203,14 @@ def test_actuator_and_loop_configuration_is_validated(tmp_path: Path) -> None:
     assert problem(lambda r: r["loops"][1].update(setpoint=9)) == (
         "reactors[0].loops[1].setpoint: must be within setpoint_min and setpoint_max"
     )
-    assert problem(lambda r: r["loops"][1].update(kind="do")) == (
-        "reactors[0].loops[1].kind: must be one of temperature, ph"
+    assert problem(lambda r: r["loops"][1].update(kind="co2")) == (
+        "reactors[0].loops[1].kind: must be one of temperature, ph, do"
     )
+    assert problem(
+        lambda r: r["loops"].append(
+            {"name": "do", "kind": "do", "stirrer": "heater", "min_output": 0.9, "max_output": 0.5}
+        )
+    ) == ("reactors[0].loops[2].min_output: must be below max_output")
     assert problem(lambda r: r["loops"].append(dict(r["loops"][1], name="ph2"))) == (
         "reactors[0].loops[2].base_pump: is already driven by another loop"
     )
@@ -217,7 +222,7 @@ def test_actuator_and_loop_configuration_is_validated(tmp_path: Path) -> None:
 async def test_loops_hold_temperature_and_ph_with_no_client(agent: Agent, lab: Lab) -> None:
     temperature = controller(agent).loop("bus1-temperature")
     ph_loop = controller(agent).loop("bus1-ph")
-    assert isinstance(temperature, TemperatureLoop) and isinstance(ph_loop, PhLoop)
+    assert isinstance(temperature, PidLoop) and isinstance(ph_loop, PhLoop)
     await wait_for(lambda: temperature.state == "running" and ph_loop.state == "running")
     # Settle for a simulated hour (from the drop while the agent started), watch 1.5 more.
     start = lab.clock()

@@ -15,11 +15,15 @@ from typing import Any
 import voluptuous as vol
 
 ACTUATOR_KINDS = ("relay", "pwm", "pump")
-LOOP_KINDS = ("temperature", "ph")
+LOOP_KINDS = ("temperature", "ph", "do")
 LOOP_MODES = ("off", "manual", "auto")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_]{0,31}$"
 # The input each loop kind reads: (sensor kind, quantity).
-LOOP_INPUTS = {"temperature": ("rtd", "temperature"), "ph": ("ph", "ph")}
+LOOP_INPUTS = {
+    "temperature": ("rtd", "temperature"),
+    "ph": ("ph", "ph"),
+    "do": ("do", "dissolved_oxygen"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +61,14 @@ class LoopConfig:
     # temperature: a PID drives `heater` (pwm); `heater_enable` (relay) is closed while it may.
     heater: str = ""
     heater_enable: str | None = None
+    # do: a PID drives `stirrer` (pwm) between min_output and max_output; `aeration`
+    # (relay) is closed while it may. Gains and output range are shared with temperature.
+    stirrer: str = ""
+    aeration: str | None = None
     kp: float = 0.5
     ki: float = 0.004
     kd: float = 0.0
+    min_output: float = 0.0
     max_output: float = 1.0
     # ph: base raises, acid (optional) lowers.
     base_pump: str = ""
@@ -77,14 +86,11 @@ class LoopConfig:
     @property
     def outputs(self) -> tuple[str, ...]:
         """The actuators this loop drives."""
-        names = (
-            (self.heater, self.heater_enable)
-            if self.kind == "temperature"
-            else (
-                self.base_pump,
-                self.acid_pump,
-            )
-        )
+        names = {
+            "temperature": (self.heater, self.heater_enable),
+            "ph": (self.base_pump, self.acid_pump),
+            "do": (self.stirrer, self.aeration),
+        }[self.kind]
         return tuple(name for name in names if name)
 
 
@@ -173,9 +179,33 @@ _LOOP_SCHEMAS = {
             vol.Optional("min_interval_s"): _number(0, 86400),
         }
     ),
+    "do": vol.Schema(
+        {
+            **_LOOP_COMMON,
+            vol.Required("stirrer"): _NAME,
+            vol.Optional("aeration"): _NAME,
+            vol.Optional("kp"): _number(0, 1000),
+            vol.Optional("ki"): _number(0, 1000),
+            vol.Optional("kd"): _number(0, 100_000),
+            vol.Optional("min_output"): _SHARE,
+            vol.Optional("max_output"): _SHARE,
+        }
+    ),
 }
-# pH loops default to pH-sized setpoints.
-_PH_DEFAULTS = {"setpoint": 7.0, "setpoint_min": 6.0, "setpoint_max": 8.0}
+# Defaults sized for each kind: pH units; DO in mg/L, gains per mg/L, the stirrer never
+# below a mixing minimum.
+_KIND_DEFAULTS: dict[str, dict[str, float]] = {
+    "ph": {"setpoint": 7.0, "setpoint_min": 6.0, "setpoint_max": 8.0},
+    "do": {
+        "setpoint": 5.0,
+        "setpoint_min": 1.0,
+        "setpoint_max": 10.0,
+        "kp": 0.1,
+        "ki": 0.002,
+        "min_output": 0.2,
+        "max_output": 0.8,
+    },
+}
 
 
 def _by_kind(schemas: dict[str, vol.Schema]) -> Callable[[Any], dict[str, Any]]:
@@ -205,8 +235,7 @@ def actuator_config(data: dict[str, Any]) -> ActuatorConfig:
 
 def loop_config(data: dict[str, Any]) -> LoopConfig:
     """A LoopConfig from a validated `[[reactors.loops]]` table."""
-    defaults = _PH_DEFAULTS if data["kind"] == "ph" else {}
-    return LoopConfig(**{**defaults, **data})
+    return LoopConfig(**{**_KIND_DEFAULTS.get(data["kind"], {}), **data})
 
 
 def check_reactor(
@@ -236,9 +265,13 @@ def check_reactor(
         loop = loop_config(raw)
         if not loop.setpoint_min <= loop.setpoint <= loop.setpoint_max:
             raise vol.Invalid("must be within setpoint_min and setpoint_max", [*where, "setpoint"])
+        if loop.min_output >= loop.max_output:
+            raise vol.Invalid("must be below max_output", [*where, "min_output"])
         wanted = {
             "heater": "pwm",
             "heater_enable": "relay",
+            "stirrer": "pwm",
+            "aeration": "relay",
             "base_pump": "pump",
             "acid_pump": "pump",
         }

@@ -42,6 +42,7 @@ InputReader = Callable[[str, str, str], Input | None]
 # Limits a setting may narrow: "max" ones may only go lower, "min" ones only higher.
 NARROWABLE: dict[str, dict[str, str]] = {
     "temperature": {"max_output": "max", "max_input_age_s": "max"},
+    "do": {"min_output": "min", "max_output": "max", "max_input_age_s": "max"},
     "ph": {
         "max_dose_ml": "max",
         "max_ml_per_hour": "max",
@@ -186,14 +187,27 @@ class Loop:
         }
 
 
-class TemperatureLoop(Loop):
-    """PID on the reactor temperature driving the heater's PWM duty, its relay closed."""
+class PidLoop(Loop):
+    """A PID driving one PWM output, its enabling relay closed while it runs.
+
+    Temperature: the heater (and `heater_enable`) from the RTD. DO: the stirrer (and
+    `aeration`) from the dissolved oxygen reading, never below `min_output`.
+    """
 
     def __init__(
         self, reactor_id: str, config: LoopConfig, outputs: dict[str, Actuator], read: InputReader
     ) -> None:
         super().__init__(reactor_id, config, outputs, read)
-        self.pid = Pid(PidGains(config.kp, config.ki, config.kd), output_max=config.max_output)
+        self.pid = Pid(
+            PidGains(config.kp, config.ki, config.kd),
+            output_min=config.min_output,
+            output_max=config.max_output,
+        )
+        self.drive, self.enable = (
+            (config.heater, config.heater_enable)
+            if config.kind == "temperature"
+            else (config.stirrer, config.aeration)
+        )
         self.output: float | None = None
         self._last_s: float | None = None
 
@@ -209,17 +223,18 @@ class TemperatureLoop(Loop):
             return
         assert self.input is not None
         last, self._last_s = self._last_s, now_s
+        self.pid.output_min = self.limit("min_output")
         self.pid.output_max = self.limit("max_output")
         if last is None or now_s <= last:
             # First step (or the clock went back): nothing to integrate over yet.
-            self.output = min(self.pid.output_max, self.output or 0.0)
+            previous = self.output if self.output is not None else self.pid.output_min
+            self.output = min(self.pid.output_max, max(self.pid.output_min, previous))
         else:
             self.output = self.pid.update(self.settings.setpoint, self.input.value, now_s - last)
         self.state, self.reason = "running", None
-        heater = self.outputs[self.config.heater]
-        await heater.set(self.output, by=f"loop:{self.id}")
-        if self.config.heater_enable:
-            await self.outputs[self.config.heater_enable].set(1.0, by=f"loop:{self.id}")
+        await self.outputs[self.drive].set(self.output, by=f"loop:{self.id}")
+        if self.enable:
+            await self.outputs[self.enable].set(1.0, by=f"loop:{self.id}")
 
     def output_json(self) -> dict[str, Any]:
         return {"output": self.output, "integral": self.pid.integral}
@@ -342,7 +357,7 @@ class Controller:
                 self.actuators[actuator.id] = actuator
             for loop_config in config.loops:
                 outputs = {name: actuators[name] for name in loop_config.outputs}
-                kind = TemperatureLoop if loop_config.kind == "temperature" else PhLoop
+                kind = PhLoop if loop_config.kind == "ph" else PidLoop
                 loop = kind(config.id, loop_config, outputs, read)
                 self.loops[loop.id] = loop
 
@@ -610,6 +625,11 @@ def _narrow(config: LoopConfig, limits: Any, narrowed: dict[str, float]) -> None
             narrowed.pop(key, None)
         else:
             narrowed[key] = value
+    if "min_output" in allowed:
+        low = narrowed.get("min_output", config.min_output)
+        high = narrowed.get("max_output", config.max_output)
+        if low >= high:
+            raise Refused("min_output", f"min_output {low} must stay below max_output {high}")
 
 
 def write_atomically(path: Path, text: str) -> None:
