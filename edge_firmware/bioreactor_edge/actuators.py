@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .bus import BusError, BusOwner
+from .bus import BusError, BusOwner, I2CDevice
 from .config import ReactorConfig
 from .control.config import ActuatorConfig
 from .drivers.base import DEFAULT_TIMING, DriverError, Identity, Timing
@@ -357,7 +357,7 @@ def build_actuators(
 ) -> dict[str, Actuator]:
     """The reactor's actuators by name; chips shared by several outputs get one driver."""
 
-    def device(address: int) -> Any:
+    def device(address: int) -> I2CDevice:
         return bus.device(address, mux_address=config.mux_address, mux_channel=config.mux_channel)
 
     boards: dict[int, RelayBoard] = {}

@@ -394,6 +394,21 @@ async def test_relay_expander_reset_and_naks_never_leave_the_heater_unsafe(
     await wait_for(lambda: temperature.state == "running" and lab.actuation.relay(0))
 
 
+async def test_pump_that_stops_answering_locks_the_ph_loop_out(agent: Agent, lab: Lab) -> None:
+    ph_loop = controller(agent).loop("bus1-ph")
+    await wait_for(lambda: ph_loop.state == "running")
+    lab.pump.faults.nak = True
+    await wait_for(lambda: ph_loop.state == "lockout")
+    assert ph_loop.reason == "output_error:bus1-base"
+    assert pump(agent).error == "nak"
+    assert "actuator_error:bus1-base" in agent.status()["problems"]
+    lab.pump.faults.nak = False
+    await wait_for(lambda: ph_loop.state == "running" and pump(agent).error is None)
+    # Relay and PWM chips were never taken for sensors (no identification sent).
+    addresses = {s.address for s in agent.reactors["bus1"].sensors.values()}
+    assert not addresses & {0x20, 0x40}
+
+
 async def test_pwm_reset_is_reconfigured_and_duty_stays_capped(agent: Agent, lab: Lab) -> None:
     temperature = controller(agent).loop("bus1-temperature")
     await wait_for(lambda: temperature.state == "running")
