@@ -250,8 +250,9 @@ class Pump(Actuator):
     async def dose(self, ml: float, *, by: str) -> None:
         """Starts a dose of `ml` within the hard caps; raises Refused otherwise.
 
-        A chip failure after the command may or may not have dosed: it is
-        counted, recorded as the pump's error and the pump is stopped.
+        A chip failure around the command may or may not have dosed: the dose is
+        counted, the failure recorded, and the pump asked `D,?` at once and
+        stopped if it runs with no dose of ours pending.
         """
         self.check_dose(ml)
         self.commanded_by = by
