@@ -170,7 +170,13 @@ def test_actuator_and_loop_configuration_is_validated(tmp_path: Path) -> None:
             {"name": "base", "kind": "pump", "address": 0x67, "max_dose_ml": 2},
         ],
         "loops": [
-            {"name": "temperature", "kind": "temperature", "heater": "heater", "mode": "auto"},
+            {
+                "name": "temperature",
+                "kind": "temperature",
+                "heater": "heater",
+                "mode": "auto",
+                "max_output": 0.8,
+            },
             {"name": "ph", "kind": "ph", "base_pump": "base", "max_ml_per_hour": 5},
         ],
     }
@@ -199,6 +205,9 @@ def test_actuator_and_loop_configuration_is_validated(tmp_path: Path) -> None:
     )
     assert problem(lambda r: r["loops"][0].update(heater="base")) == (
         "reactors[0].loops[0].heater: must name a pwm actuator of this reactor"
+    )
+    assert problem(lambda r: r["loops"][0].update(max_output=0.9)) == (
+        "reactors[0].loops[0].max_output: must not exceed the max_duty 0.8 of 'heater'"
     )
     assert problem(lambda r: r["loops"][1].update(setpoint=9)) == (
         "reactors[0].loops[1].setpoint: must be within setpoint_min and setpoint_max"

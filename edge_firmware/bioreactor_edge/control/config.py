@@ -238,23 +238,22 @@ def loop_config(data: dict[str, Any]) -> LoopConfig:
     return LoopConfig(**{**_KIND_DEFAULTS.get(data["kind"], {}), **data})
 
 
+# The actuator kind each loop key must name.
+_OUTPUT_KINDS = {
+    "heater": "pwm",
+    "heater_enable": "relay",
+    "stirrer": "pwm",
+    "aeration": "relay",
+    "base_pump": "pump",
+    "acid_pump": "pump",
+}
+
+
 def check_reactor(
     actuators: list[dict[str, Any]], loops: list[dict[str, Any]], path: list[Any]
 ) -> None:
     """Rules across one reactor's actuators and loops; vol.Invalid with the offending path."""
-    kinds: dict[str, str] = {}
-    places: set[tuple[str, int, int]] = set()
-    for index, actuator in enumerate(actuators):
-        where = [*path, "actuators", index]
-        if actuator["name"] in kinds:
-            raise vol.Invalid(f"duplicate actuator name {actuator['name']!r}", [*where, "name"])
-        kinds[actuator["name"]] = actuator["kind"]
-        if actuator["kind"] == "pwm" and actuator["safe"] > actuator["max_duty"]:
-            raise vol.Invalid("must not exceed max_duty", [*where, "safe"])
-        place = (actuator["kind"], actuator["address"], actuator.get("channel", 0))
-        if place in places:
-            raise vol.Invalid("another actuator uses the same chip and channel", where)
-        places.add(place)
+    by_name = _check_actuators(actuators, path)
     used: set[str] = set()
     names: set[str] = set()
     for index, raw in enumerate(loops):
@@ -267,20 +266,37 @@ def check_reactor(
             raise vol.Invalid("must be within setpoint_min and setpoint_max", [*where, "setpoint"])
         if loop.min_output >= loop.max_output:
             raise vol.Invalid("must be below max_output", [*where, "min_output"])
-        wanted = {
-            "heater": "pwm",
-            "heater_enable": "relay",
-            "stirrer": "pwm",
-            "aeration": "relay",
-            "base_pump": "pump",
-            "acid_pump": "pump",
-        }
-        for key, kind in wanted.items():
+        for key, kind in _OUTPUT_KINDS.items():
             name = raw.get(key)
             if name is None:
                 continue
-            if kinds.get(name) != kind:
+            actuator = by_name.get(name)
+            if actuator is None or actuator["kind"] != kind:
                 raise vol.Invalid(f"must name a {kind} actuator of this reactor", [*where, key])
             if name in used:
                 raise vol.Invalid("is already driven by another loop", [*where, key])
             used.add(name)
+            # The PID's range must fit the PWM output's own hard limit.
+            if kind == "pwm" and loop.max_output > actuator["max_duty"]:
+                raise vol.Invalid(
+                    f"must not exceed the max_duty {actuator['max_duty']} of {name!r}",
+                    [*where, "max_output"],
+                )
+
+
+def _check_actuators(actuators: list[dict[str, Any]], path: list[Any]) -> dict[str, dict[str, Any]]:
+    """The reactor's actuators by name, once names and chip channels are unique."""
+    by_name: dict[str, dict[str, Any]] = {}
+    places: set[tuple[str, int, int]] = set()
+    for index, actuator in enumerate(actuators):
+        where = [*path, "actuators", index]
+        if actuator["name"] in by_name:
+            raise vol.Invalid(f"duplicate actuator name {actuator['name']!r}", [*where, "name"])
+        by_name[actuator["name"]] = actuator
+        if actuator["kind"] == "pwm" and actuator["safe"] > actuator["max_duty"]:
+            raise vol.Invalid("must not exceed max_duty", [*where, "safe"])
+        place = (actuator["kind"], actuator["address"], actuator.get("channel", 0))
+        if place in places:
+            raise vol.Invalid("another actuator uses the same chip and channel", where)
+        places.add(place)
+    return by_name

@@ -231,8 +231,12 @@ class PidLoop(Loop):
             self.output = min(self.pid.output_max, max(self.pid.output_min, previous))
         else:
             self.output = self.pid.update(self.settings.setpoint, self.input.value, now_s - last)
+        try:
+            await self.outputs[self.drive].set(self.output, by=f"loop:{self.id}")
+        except Refused as err:  # the configuration keeps max_output within max_duty
+            await self.lockout(f"output_refused:{err.limit}")
+            return
         self.state, self.reason = "running", None
-        await self.outputs[self.drive].set(self.output, by=f"loop:{self.id}")
         if self.enable:
             await self.outputs[self.enable].set(1.0, by=f"loop:{self.id}")
 
