@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from .actuators import Refused
-from .control.runner import Controller
+from .control.runner import Controller, StateUnwritable
 
 PREFIX = "/api/v1"
 # Refusals by state (retrying later or changing a mode can help), not by a limit.
@@ -86,6 +86,8 @@ class _ControlRoutes:
             return _error(404, "not_found", f"no {missing}")
         except Refused as err:
             return _refused(err)
+        except StateUnwritable as err:
+            return _error(503, "state_unwritable", str(err))
 
     async def state(self, request: web.Request) -> web.Response:
         async def work(control: Controller) -> dict[str, Any]:

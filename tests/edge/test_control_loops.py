@@ -18,7 +18,7 @@ from bioreactor_edge.actuators import Pump, Refused
 from bioreactor_edge.agent import Agent
 from bioreactor_edge.config import AgentConfig, ConfigError, default_config, parse_config
 from bioreactor_edge.control.config import ActuatorConfig, LoopConfig
-from bioreactor_edge.control.runner import Controller, PhLoop, PidLoop
+from bioreactor_edge.control.runner import Controller, PhLoop, PidLoop, StateUnwritable
 from bioreactor_edge.drivers.base import Timing
 from bioreactor_edge.simulator.actuation import Actuation, add_actuators
 from bioreactor_edge.simulator.ezo import EzoChip
@@ -333,6 +333,21 @@ async def test_settings_narrow_but_never_widen_hard_limits(agent: Agent) -> None
     assert err.value.limit == "max_dose_ml"
     state = await control.command("bus1-stirrer", 0.5)
     assert state["applied"] == 0.5
+
+
+async def test_a_change_that_cannot_be_persisted_is_not_made(agent: Agent) -> None:
+    control = controller(agent)
+    state = agent.config.data_dir / "control.json"
+    state.unlink(missing_ok=True)
+    state.mkdir()  # the rename onto it fails, as on a full or failing disk
+    (state / "keep").write_text("x")
+    with pytest.raises(StateUnwritable):
+        await control.configure("bus1-temperature", {"setpoint": 36.0})
+    assert control.loop("bus1-temperature").settings.setpoint == 37.0
+    (state / "keep").unlink()
+    state.rmdir()
+    assert (await control.configure("bus1-temperature", {"setpoint": 36.0}))["setpoint"] == 36.0
+    assert json.loads(state.read_text())["loops"]["bus1-temperature"]["setpoint"] == 36.0
 
 
 async def test_restart_resumes_loops_and_dose_caps(tmp_path: Path, lab: Lab) -> None:

@@ -53,6 +53,10 @@ NARROWABLE: dict[str, dict[str, str]] = {
 }
 
 
+class StateUnwritable(Exception):
+    """The control state could not be persisted (full disk, I/O error)."""
+
+
 @dataclass(slots=True)
 class LoopSettings:
     """What the API may change; `limits` holds only narrowed values."""
@@ -423,16 +427,22 @@ class Controller:
     async def configure(self, loop_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Changes a loop's mode, setpoint or limits, all or nothing; KeyError: no such loop.
 
-        Raises Refused naming the key or the hard limit a value falls outside of.
+        Raises Refused naming the key or the hard limit a value falls outside of,
+        and StateUnwritable (nothing changed) when the new settings cannot be
+        persisted: a change that a restart would undo is not made.
         """
         loop = self.loops[loop_id]
         settings = _checked(loop, changes)
         async with self._lock:
-            old_mode = loop.settings.mode
+            old_settings = loop.settings
+            old_mode = old_settings.mode
             loop.settings = settings
+            if not await self._save():
+                loop.settings = old_settings
+                raise StateUnwritable(f"cannot persist the control state in {self._state_path}")
             if changes.get("clear_alarm") is True and isinstance(loop, PhLoop):
                 loop.clear_alarm()
-            await self._save()
+                self._dirty = True
             if settings.mode != old_mode:
                 _LOGGER.info("loop %s: %s -> %s", loop.id, old_mode, settings.mode)
                 loop.reset()
@@ -520,7 +530,8 @@ class Controller:
             "pumps": {a.id: a.snapshot() for a in self.actuators.values() if isinstance(a, Pump)},
         }
 
-    async def _save(self) -> None:
+    async def _save(self) -> bool:
+        """Writes the state; False (and retried at the next tick) when it cannot."""
         self._dirty = False
         text = json.dumps(self._snapshot(), indent=1, sort_keys=True)
         try:
@@ -528,6 +539,8 @@ class Controller:
         except OSError as err:
             self._dirty = True
             _LOGGER.warning("cannot persist control state to %s: %s", self._state_path, err)
+            return False
+        return True
 
     def _load(self) -> None:
         data = read_state(self._state_path)
