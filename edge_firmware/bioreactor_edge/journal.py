@@ -163,7 +163,8 @@ class RecoveryReport:
     discarded_bytes: int = 0
     new_epoch: bool = False
     salvaged_rows: int = 0
-    lost_readings: int = 0  # committed readings that are gone (counted as dropped: recovery)
+    # Committed readings that are gone and no consumer had acknowledged (dropped: recovery).
+    lost_readings: int = 0
     message: str = ""
 
 

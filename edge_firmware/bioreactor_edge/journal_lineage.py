@@ -8,14 +8,15 @@ reading as (ancestor, seq) for every seq <= through_seq", so a consumer that alr
 ancestor's readings up to some seq can continue from there instead of taking them again.
 
 Loss is detected against the *served floor*: a tiny file beside the database that records,
-durably and before any reading is served (and every minute, and at close), the epoch and the
-newest seq it has reached. The floor lives outside SQLite, so a damaged WAL cannot take it
-back with the transactions it loses. A database whose newest seq is below its epoch's floor
-has lost committed readings, whatever removed them (a truncated WAL, a card that acknowledged
-writes it never made). A floor naming an epoch the database neither is nor descends from
-means the database lost that epoch's start: it is back in an older epoch whose higher seqs
-may have been served, so it must not continue that epoch either. The floor also keeps the
-`recovery` drop count, which a lost transaction would otherwise take with it.
+durably before any reading is served (and after each acknowledgement, every minute and at
+close), the epoch, the newest seq it has reached and the seq every consumer acknowledged. The
+floor lives outside SQLite, so a damaged WAL cannot take it back with the transactions it
+loses. A database whose newest seq is below its epoch's floor has lost committed readings,
+whatever removed them (a truncated WAL, a card that acknowledged writes it never made). A
+floor naming an epoch the database neither is nor descends from means the database lost that
+epoch's start: it is back in an older epoch whose higher seqs may have been served, so it must
+not continue that epoch either. The floor also keeps the `recovery` drop count, which a lost
+transaction would otherwise take with it.
 """
 
 from __future__ import annotations
