@@ -433,6 +433,33 @@ async def test_pump_that_stops_answering_locks_the_ph_loop_out(agent: Agent, lab
     assert not addresses & {0x20, 0x40}
 
 
+async def test_pwm_chip_that_stops_answering_opens_the_heater_relay(agent: Agent, lab: Lab) -> None:
+    temperature = controller(agent).loop("bus1-temperature")
+    await wait_for(lambda: temperature.state == "running" and lab.actuation.relay(0))
+    lab.actuation.pwm.faults.nak = True
+    await wait_for(lambda: temperature.state == "lockout" and not lab.actuation.relay(0))
+    assert temperature.reason == "output_error:bus1-heater"
+    assert lab.model.heater_power == 0.0, "the relay alone cuts the heater"
+    lab.actuation.pwm.faults.nak = False
+    await wait_for(lambda: temperature.state == "running" and lab.actuation.relay(0))
+
+
+async def test_start_stops_a_pump_found_dispensing_and_sets_corrupt_state_aside(
+    tmp_path: Path, lab: Lab
+) -> None:
+    lab.pump.on_write(b"D,*")  # left running by whatever ran before the agent
+    (tmp_path / "control.json").write_text("{not json")
+    agent = lab.agent(tmp_path, lab_config(tmp_path, mode="off"))
+    await agent.start()
+    try:
+        assert pump(agent).in_safe_state
+        assert "X" in lab.pump.commands
+        assert (tmp_path / "control.corrupt").read_text() == "{not json"
+        assert controller(agent).loop("bus1-ph").settings.mode == "off", "as configured"
+    finally:
+        await agent.stop()
+
+
 async def test_pwm_reset_is_reconfigured_and_duty_stays_capped(agent: Agent, lab: Lab) -> None:
     temperature = controller(agent).loop("bus1-temperature")
     await wait_for(lambda: temperature.state == "running")
