@@ -1,6 +1,8 @@
 """Control loops that run on the agent, inside a safety envelope.
 
-Pure decision logic: each loop is told the time and its input, and answers with
-what its actuator should do. It never touches the bus or the journal itself, so
-the same code runs against the simulator, real chips and property-based tests.
+`pid.py` and `dosing.py` are pure decision logic: told the time and an input,
+they answer what an output should do, and never touch the bus, so the same code
+runs against the simulator, real chips and property-based tests. `config.py`
+holds the configured loops and their hard limits; `runner.py` runs the loops on
+the agent's actuators (docs/safety.md).
 """
