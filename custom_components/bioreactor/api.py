@@ -310,6 +310,13 @@ class CalibrationSession:
     result: SensorCalibration | None
 
 
+# Qualities of readings that do not describe the culture at their time: taken with an
+# unsynchronised clock (the hour is unknown) or with the probe in a calibration buffer.
+QUALITY_UNSYNCED = "unsynced"
+QUALITY_CALIBRATING = "calibrating"
+NOT_THE_CULTURE = frozenset({QUALITY_UNSYNCED, QUALITY_CALIBRATING})
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     seq: int

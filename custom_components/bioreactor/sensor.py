@@ -22,7 +22,7 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .api import AgentStatus, QuantityValue, Reactor, Sensor
+from .api import QUALITY_CALIBRATING, AgentStatus, QuantityValue, Reactor, Sensor
 from .control_entity import add_control_entities
 from .control_sensor import control_sensor_specs
 from .coordinator import BioreactorConfigEntry, BioreactorCoordinator
@@ -182,7 +182,12 @@ class QuantitySensor(SensorHandlerEntity, SensorEntity):
         sensor = self.sensor
         if sensor is None or sensor.status != "online":
             return None
-        return next((q.value for q in sensor.quantities if q.key == self._key), None)
+        quantity = next((q for q in sensor.quantities if q.key == self._key), None)
+        # While calibrating, the probe measures a buffer solution, not the culture:
+        # unavailable, so no history, statistic or alert takes it for the culture's.
+        if quantity is None or quantity.quality == QUALITY_CALIBRATING:
+            return None
+        return quantity.value
 
     @property
     def available(self) -> bool:

@@ -251,6 +251,7 @@ class Agent:
             min_interval_scale=self._timing.read_s / DEFAULT_TIMING.read_s,
             clock=self._clock,
             observe=self._calibration.observe,
+            in_calibration=self._calibration.calibrating,
         )
         for config in self.config.reactors:
             if config.bus not in self._buses:

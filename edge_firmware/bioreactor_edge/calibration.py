@@ -50,6 +50,9 @@ HISTORY = 256
 FRESH_INTERVALS = 3
 # How long a commit may wait for the sensor's task to reach a gap between readings.
 JOB_TIMEOUT_S = 30.0
+# A session nobody has looked at for this long is over: its sensor's readings count
+# as the culture's again, and its loop may use them.
+IDLE_S = 3600.0
 # Suggested calibration solutions (Atlas's pH buffers 4/7/10, EC K 1.0 kit standards).
 POINT_DEFAULTS: dict[str, dict[str, float]] = {
     "ph": {"mid": 7.0, "low": 4.0, "high": 10.0},
@@ -160,10 +163,11 @@ class Session:
     unit: str
     stability: Stability
     started_ms: int
-    state: str = "active"  # active | complete | cancelled
+    state: str = "active"  # active | complete | cancelled | expired
     committed: list[Committed] = field(default_factory=list)
     result: Record | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    touched_ms: int = 0  # the last start, progress or commit
 
     @property
     def points(self) -> tuple[str, ...]:
@@ -291,6 +295,17 @@ class Calibrator:
 
     # -- sessions ---------------------------------------------------------------
 
+    def calibrating(self, sensor_id: str) -> bool:
+        """Whether `sensor_id`'s probe is in a calibration session (a buffer, not the culture)."""
+        session = self._sessions.get(sensor_id)
+        if session is None or session.state != "active":
+            return False
+        if self._now_ms() - session.touched_ms > IDLE_S * 1000:
+            session.state = "expired"
+            _LOGGER.warning("calibration of %s expired: idle for %.0f s", sensor_id, IDLE_S)
+            return False
+        return True
+
     def start(self, sensor_id: str, settings: dict[str, Any]) -> dict[str, Any]:
         """Starts (or restarts) a session; what is already on the chip stays there."""
         handler = self._handler(sensor_id)
@@ -308,8 +323,9 @@ class Calibrator:
         old = self._sessions.get(sensor_id)
         if old is not None and old.state == "active":
             old.state = "cancelled"
+        now_ms = self._now_ms()
         session = Session(
-            sensor_id, handler.identity.kind, quantity, unit, stability, self._now_ms()
+            sensor_id, handler.identity.kind, quantity, unit, stability, now_ms, touched_ms=now_ms
         )
         self._sessions[sensor_id] = session
         _LOGGER.info("calibration of %s started", sensor_id)
@@ -401,6 +417,8 @@ class Calibrator:
         session = self._sessions.get(sensor_id)
         if session is None:
             raise CalibrationRefused("no_session", f"no calibration of {sensor_id} was started")
+        if self.calibrating(sensor_id):
+            session.touched_ms = self._now_ms()
         return session
 
     def _progress(self, session: Session, handler: SensorHandler) -> Progress:

@@ -27,6 +27,9 @@ class Quality(StrEnum):
     SUSPECT = "suspect"
     # Taken before the system clock was synchronised: its time is not trustworthy.
     UNSYNCED = "unsynced"
+    # Taken while the sensor is being calibrated: the probe is in a buffer solution,
+    # not in the culture, so no loop, statistic or alert may use it.
+    CALIBRATING = "calibrating"
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,9 +194,11 @@ class Sampler:
         min_interval_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
         observe: Observer | None = None,
+        in_calibration: Callable[[str], bool] | None = None,
     ) -> None:
         self._append = append
         self._observe = observe
+        self._in_calibration = in_calibration
         # The simulator's chips answer faster than real EZO circuits; this
         # scales the drivers' minimum intervals with them.
         self._min_interval_scale = min_interval_scale
@@ -319,6 +321,11 @@ class Sampler:
                 else m
                 for m in measurements
             ]
+        observed = measurements
+        if self._in_calibration is not None and self._in_calibration(handler.id):
+            measurements = [
+                Measurement(m.quantity, m.value, Quality.CALIBRATING) for m in measurements
+            ]
         units = {q.key: q.unit for q in driver.quantities}
         await self._append(
             [
@@ -339,7 +346,8 @@ class Sampler:
         handler.record_success(measurements, time_ms)
         handler.uncompensated = uncompensated
         if self._observe is not None:
-            self._observe(handler, measurements, time_ms)
+            # Calibration watches what the probe measures, compensated or not.
+            self._observe(handler, observed, time_ms)
         return True
 
     def _compensation(self, driver: Driver, temperature: TemperatureSource) -> float | None:

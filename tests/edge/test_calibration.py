@@ -393,3 +393,43 @@ async def test_http_api(client: TestClient[Any, Any], agent: Agent, bus: Virtual
     assert (status, body["state"]) == (200, "cancelled")
     status, body = await call("POST", url + "/commit", {"point": "low", "value": 4})
     assert (status, body["error"]) == (409, "no_session")
+
+
+async def test_readings_in_a_session_are_marked_and_never_drive_a_loop(
+    agent: Agent, bus: VirtualBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe sits in a pH 4 buffer: a loop acting on that would dose the culture."""
+
+    async def newest_ph_quality(after: int) -> str:
+        await wait_for(lambda: agent.journal.stats().newest_seq > after + 20)
+        readings, _ = await agent.journal.read_after(after, 10_000)
+        return [r.quality for r in readings if r.sensor == PH][-1]
+
+    def control_input_good() -> bool:
+        found = agent._control_input("bus1", "ph", "ph")
+        assert found is not None
+        return found.good
+
+    assert control_input_good()
+    chip(bus, 0x63).reading_override = "4.01"
+    agent.calibration.start(PH, QUICK)
+    seq = agent.journal.stats().newest_seq
+    assert await newest_ph_quality(seq) == "calibrating"
+    assert sensors(agent)[PH]["quantities"][0]["quality"] == "calibrating"
+    assert not control_input_good()
+    # Other sensors of the reactor are not in a buffer.
+    readings, _ = await agent.journal.read_after(seq, 10_000)
+    assert "calibrating" not in {r.quality for r in readings if r.sensor == DO}
+
+    agent.calibration.cancel(PH)
+    seq = agent.journal.stats().newest_seq
+    assert await newest_ph_quality(seq) in ("good", "uncompensated")
+    assert control_input_good()
+
+    # A session someone walked away from ends on its own.
+    monkeypatch.setattr("bioreactor_edge.calibration.IDLE_S", 0.3)
+    agent.calibration.start(PH, QUICK)
+    assert await newest_ph_quality(agent.journal.stats().newest_seq) == "calibrating"
+    await asyncio.sleep(0.4)
+    assert await newest_ph_quality(agent.journal.stats().newest_seq) in ("good", "uncompensated")
+    assert agent.calibration.progress(PH)["state"] == "expired"

@@ -221,14 +221,18 @@ async def test_an_hour_in_two_units_is_one_statistic(
     assert (row["mean"], row["min"], row["max"]) == pytest.approx((92 / 3, 30.0, 32.0))
 
 
-def test_readings_of_an_unsynchronized_clock_make_no_statistics(tmp_path: Path) -> None:
+def test_readings_of_an_unsynchronized_clock_or_a_calibration_make_no_statistics(
+    tmp_path: Path,
+) -> None:
     at = datetime(2026, 11, 25, 3, 10, tzinfo=UTC)
     stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     good = Reading(1, stamp, "bus1", "bus1-ph-63", "ph", 7.0, "pH", "good")
     unsynced = Reading(2, stamp, "bus1", "bus1-ph-63", "ph", 9.0, "pH", "unsynced")
+    # The probe in a pH 4 buffer: archived, but not the culture's pH.
+    buffer = Reading(3, stamp, "bus1", "bus1-ph-63", "ph", 4.0, "pH", "calibrating")
     cutoff = at + timedelta(hours=2)
     assert late_hours((unsynced,), cutoff) == frozenset()
     assert late_hours((good, unsynced), cutoff) == {"bus1/2026-11-25T03"}
-    archive.append(archive.plan_append(tmp_path, AGENT_ID, "e1", [good, unsynced]))
+    archive.append(archive.plan_append(tmp_path, AGENT_ID, "e1", [good, unsynced, buffer]))
     [aggregate] = statistics.aggregate_hour(tmp_path, "bus1/2026-11-25T03").values()
     assert (aggregate.count, aggregate.mean) == (1, 7.0)

@@ -106,6 +106,25 @@ async def test_every_change_is_written_and_only_changes(
     assert hass.states.get(f"{REACTOR}_ph").last_updated == written.last_updated
 
 
+async def test_a_reading_taken_during_calibration_is_not_the_cultures(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    sensors_of: Callable[[], list[dict[str, Any]]],
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+    ph = quantity(sensors_of, "ph", "ph")
+    # The probe sits in the pH 4 buffer: no state (and so no history or alert) says
+    # the culture is at pH 4.
+    ph["value"], ph["quality"] = 4.01, "calibrating"
+    await poll(hass, freezer)
+    assert hass.states.get(f"{REACTOR}_ph").state == STATE_UNAVAILABLE
+    assert hass.states.get(f"{REACTOR}_status_ph_0x63").state == "online"
+    ph["value"], ph["quality"] = 6.95, "good"
+    await poll(hass, freezer)
+    assert hass.states.get(f"{REACTOR}_ph").state == "6.95"
+
+
 async def test_sensor_status_and_availability_follow_the_agent(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,

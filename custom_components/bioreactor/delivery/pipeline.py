@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..api import (
+    QUALITY_UNSYNCED,
     Ancestor,
     BioreactorRequestError,
     BioreactorWrongAgentError,
@@ -38,7 +39,7 @@ from ..api import (
     ReadingsPage,
 )
 from ..const import LIVE_WINDOW
-from . import archive, lineage, statistics
+from . import archive, lineage
 from .lineage import Lineage
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def late_hours(readings: tuple[Reading, ...], cutoff: datetime) -> frozenset[str
     return frozenset(
         f"{r.reactor}/{r.time[:13]}"
         for r in readings
-        if r.time < limit and r.quality != statistics.UNSYNCED
+        if r.time < limit and r.quality != QUALITY_UNSYNCED
     )
 
 

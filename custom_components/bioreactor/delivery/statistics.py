@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ..api import NOT_THE_CULTURE
 from . import archive
 
 # The recorder compiles an hour's statistics from states a few minutes after it ends;
 # importing later replaces that partial row with the archive's complete one.
 SETTLE = timedelta(minutes=15)
-# Taken before the agent's clock was synchronized: its time may name the wrong hour.
-UNSYNCED = "unsynced"
 
 
 @dataclass(slots=True)
@@ -68,7 +67,7 @@ def due_hours(
 
 def aggregate_hour(agent_dir: Path, hour: str) -> dict[Series, Aggregate]:
     """Mean/min/max per series of one "reactor/YYYY-MM-DDTHH" hour, from the archive
-    (readings taken with an unsynchronized clock left out)."""
+    (readings taken with an unsynchronized clock or during a calibration left out)."""
     reactor, stamp = hour.rsplit("/", 1)
     start = hour_start(hour)
     end = start + timedelta(hours=1)
@@ -77,6 +76,6 @@ def aggregate_hour(agent_dir: Path, hour: str) -> dict[Series, Aggregate]:
     if not path.exists():
         return out
     for r in archive.read_rows(path):
-        if start <= r.time < end and r.quality != UNSYNCED:
+        if start <= r.time < end and r.quality not in NOT_THE_CULTURE:
             out.setdefault((r.sensor, r.quantity, r.unit), Aggregate()).add(r.value)
     return out
