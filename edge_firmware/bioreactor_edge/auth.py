@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import secrets
 import stat
@@ -11,6 +10,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
+
+from .durable import create_exclusively
 
 TOKEN_FILE = "token"  # noqa: S105 (a file name, not a secret)
 # token_urlsafe(32) is 43 characters of 256 random bits; shorter tokens are refused.
@@ -30,15 +31,11 @@ def load_or_create_token(data_dir: Path) -> str:
     """The agent's token, created (256 random bits, owner-only file) on first use."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / TOKEN_FILE
+    token = secrets.token_urlsafe(32)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_exclusively(path, token + "\n")
     except FileExistsError:
         return _read_token(path)
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="ascii") as file:
-        file.write(token + "\n")
-        file.flush()
-        os.fsync(file.fileno())
     return token
 
 

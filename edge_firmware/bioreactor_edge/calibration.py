@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .bus import BusError
-from .control.runner import write_atomically
 from .drivers.base import Driver, DriverError
 from .drivers.ezo import (
     CALIBRATION_POINTS,
@@ -36,6 +35,7 @@ from .drivers.ezo import (
     calibration_points,
     ph_slope,
 )
+from .durable import write_atomically
 from .models import Measurement, Quality, SensorStatus
 from .sampler import SensorBusy, SensorHandler
 from .timefmt import iso_ms

@@ -24,6 +24,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .durable import fsync_directory
+
 COMMON_NAME = "bioreactor-edge"
 CERT_FILE = "tls-cert.pem"
 KEY_FILE = "tls-key.pem"
@@ -109,11 +111,7 @@ def _create(data_dir: Path, common_name: str) -> None:
     # The key first: a certificate without its key would be useless on the next start.
     new_key.replace(data_dir / KEY_FILE)
     new_cert.replace(data_dir / CERT_FILE)
-    fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(data_dir)
 
 
 def server_context(certificate: Certificate) -> ssl.SSLContext:

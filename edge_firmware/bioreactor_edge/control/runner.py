@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 from ..actuators import Actuator, Pump, Refused
 from ..config import ReactorConfig
+from ..durable import write_atomically
 from .config import LOOP_INPUTS, LOOP_MODES, LoopConfig
 from .dosing import Direction, Doser, DosingLimits, DosingSettings, Input
 from .pid import Pid, PidGains
@@ -647,18 +647,3 @@ def _narrow(config: LoopConfig, limits: Any, narrowed: dict[str, float]) -> None
         high = narrowed.get("max_output", config.max_output)
         if low >= high:
             raise Refused("min_output", f"min_output {low} must stay below max_output {high}")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replaces `path` with `text` so a power cut leaves the old or the new file, whole."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
