@@ -6,6 +6,10 @@ outside the hard limits raises Refused before a byte moves. Chip
 failures never raise: the actuator is marked in error, keeps what it *should*
 be (`wanted`) and is driven there again at every refresh, so a relay expander
 that resets is found and set back within one control tick.
+
+Every command (set, safe state, dose) passes through here, so this is where
+actuation events are journaled (actuation.py): once per command, not per tick
+that repeats it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from .actuation_events import SAFETY_COMMANDS, Actuation, ActuationLog
 from .bus import BusError, BusOwner, I2CDevice
 from .config import ReactorConfig
 from .control.config import ActuatorConfig
@@ -33,6 +38,9 @@ HOUR_S = 3600.0
 DAY_S = 86400.0
 # A dose counts as delivered when the pump's total grew by at least this share of it.
 DELIVERED_SHARE = 0.9
+# A loop moves its PWM output a little at every tick: that is journaled once it has
+# moved this far from the last journaled duty (a change of command or outcome always).
+LOOP_DUTY_STEP = 0.05
 
 
 class Refused(Exception):
@@ -51,6 +59,8 @@ class Actuator(ABC):
     """One output of one reactor."""
 
     kind: ClassVar[str]
+    # How far a repeated command's value may move before it is journaled again.
+    journal_step: ClassVar[float] = 0.0
 
     def __init__(self, reactor_id: str, config: ActuatorConfig) -> None:
         self.id = f"{reactor_id}-{config.name}"
@@ -62,6 +72,8 @@ class Actuator(ABC):
         self.error_message: str | None = None
         self.commanded_by = "start"
         self.loop: str | None = None  # the loop that drives it, if any
+        self.log: ActuationLog | None = None  # where actuation events are journaled
+        self._journaled: Actuation | None = None  # the last one
 
     @property
     def safe(self) -> float:
@@ -80,14 +92,45 @@ class Actuator(ABC):
         self.wanted = self.check(value)
         self.commanded_by = by
         await self.refresh()
+        # A loop commands its outputs at every tick: only a change is journaled.
+        last = self._journaled
+        if (
+            not by.startswith("loop:")
+            or last is None
+            or (last.command, last.by, last.error) != ("set", by, self.error)
+            or abs(last.value - self.wanted) > self.journal_step
+        ):
+            await self._journal("set", by, self.wanted, self.applied)
 
     async def to_safe(self, *, by: str) -> None:
-        """Puts the output in its safe state (only logged when it changes)."""
+        """Puts the output in its safe state (only logged and journaled when that changes
+        something, or when the agent's safety logic asks: start, shutdown, emergency stop)."""
+        before = (self.in_safe_state, self.error)
         if self.wanted != self.safe:
             _LOGGER.info("%s to its safe state (%s)", self.id, by)
         self.wanted = self.safe
         self.commanded_by = by
         await self.refresh()
+        if by in SAFETY_COMMANDS or (self.in_safe_state, self.error) != before:
+            await self._journal("safe", by, self.safe, self.applied)
+
+    async def _journal(
+        self,
+        command: str,
+        by: str,
+        value: float,
+        confirmed: float | None,
+        *,
+        unit: str = "",
+        failure: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """Journals an actuation event; `failure` (code, message) overrides the current error."""
+        if self.log is None:
+            return
+        error, message = failure or (self.error, self.error_message)
+        event = Actuation(self.id, command, value, unit, by, confirmed, error, message)
+        self._journaled = event
+        await self.log.record(self.reactor_id, event)
 
     async def refresh(self) -> None:
         """Drives the chip to `wanted` again; records, never raises, a chip failure."""
@@ -165,6 +208,7 @@ class PwmChannel(Actuator):
     """A proportional output (duty 0-1) on a PCA9685 channel, never above `max_duty`."""
 
     kind = "pwm"
+    journal_step = LOOP_DUTY_STEP
 
     def __init__(
         self, reactor_id: str, config: ActuatorConfig, chip: Pca9685, lock: asyncio.Lock
@@ -219,6 +263,7 @@ class Pump(Actuator):
         self._pending: tuple[float, float] | None = None  # (total before, ml)
         self.dosing = False
         self.fault: tuple[str, str] | None = None  # (code, message) of a short dose
+        self._finished: float | None = None  # ml of a dose confirmed, not journaled yet
 
     def dosed_within(self, window_s: float) -> float:
         now = self._clock()
@@ -264,12 +309,16 @@ class Pump(Actuator):
             self.last_dose_ml = ml
             await self.driver.dose(ml)
         except (BusError, DriverError) as err:
-            self.error, self.error_message = err.code, f"dose of {ml} mL: {err}"
+            failure = err.code, f"dose of {ml} mL: {err}"
+            self.error, self.error_message = failure
             _LOGGER.warning("pump %s: %s", self.id, self.error_message)
             await self.refresh()
+            await self._journal("dose", by, ml, None, unit="mL", failure=failure)
             return
         self._pending = (before, ml)
         self.dosing = True
+        # The volume is confirmed by the `dose_result` event once the pump is idle.
+        await self._journal("dose", by, ml, None, unit="mL")
 
     @property
     def in_safe_state(self) -> bool:
@@ -280,6 +329,12 @@ class Pump(Actuator):
         await super().refresh()
         if self.error is None and self.fault is not None:
             self.error, self.error_message = self.fault
+        if self._finished is not None:
+            ml, self._finished = self._finished, None
+            result = self.fault or (None, None)
+            await self._journal(
+                "dose_result", self.commanded_by, ml, self.delivered_ml, unit="mL", failure=result
+            )
 
     def clear_fault(self) -> None:
         """A person checked pump and line."""
@@ -303,6 +358,7 @@ class Pump(Actuator):
         if self._pending is not None:
             before, ml = self._pending
             self._pending = None
+            self._finished = ml
             self.delivered_ml = round(self.total_ml - before, 3)
             if self.delivered_ml >= DELIVERED_SHARE * ml:
                 self.fault = None
@@ -355,8 +411,10 @@ def build_actuators(
     *,
     timing: Timing = DEFAULT_TIMING,
     clock: Callable[[], float] = time.time,
+    log: ActuationLog | None = None,
 ) -> dict[str, Actuator]:
-    """The reactor's actuators by name; chips shared by several outputs get one driver."""
+    """The reactor's actuators by name; chips shared by several outputs get one driver.
+    `log` journals their actuation events (none: not journaled)."""
 
     def device(address: int) -> I2CDevice:
         return bus.device(address, mux_address=config.mux_address, mux_channel=config.mux_channel)
@@ -386,6 +444,7 @@ def build_actuators(
             actuator = Pump(
                 config.id, spec, PmpDriver(device(spec.address), identity, timing=timing), clock
             )
+        actuator.log = log
         actuators[spec.name] = actuator
     return actuators
 

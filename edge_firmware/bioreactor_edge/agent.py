@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import __version__
+from .actuation_events import ActuationLog
 from .actuators import build_actuators, chip_addresses
 from .api import SensorInUse, journal_json, journal_problems
 from .bus import BusError, BusOwner, RawBus
@@ -262,9 +263,16 @@ class Agent:
             self.reactors[config.id] = Reactor(config, bus)
         # Every actuator in its safe state before anything else runs; then the loops'
         # persisted settings are restored (they run without any client connected).
+        # Actuation events go through the readings' path (same sequence space, same oracle).
+        log = ActuationLog(self._append, self._clock)
         self.control = Controller(
             [
-                (r.config, build_actuators(r.config, r.bus, timing=self._timing, clock=self._clock))
+                (
+                    r.config,
+                    build_actuators(
+                        r.config, r.bus, timing=self._timing, clock=self._clock, log=log
+                    ),
+                )
                 for r in self.reactors.values()
             ],
             self._control_input,

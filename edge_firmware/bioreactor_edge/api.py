@@ -179,18 +179,19 @@ def _readings_body(agent_id: str, stats: JournalStats, more: bool, readings: lis
         stamp = times.get(r.time_ms)
         if stamp is None:
             stamp = times[r.time_ms] = iso_ms(r.time_ms)
-        items.append(
-            {
-                "seq": r.seq,
-                "time": stamp,
-                "reactor": r.reactor,
-                "sensor": r.sensor,
-                "quantity": r.quantity,
-                "value": r.value,
-                "unit": r.unit,
-                "quality": r.quality,
-            }
-        )
+        item = {
+            "seq": r.seq,
+            "time": stamp,
+            "reactor": r.reactor,
+            "sensor": r.sensor,
+            "quantity": r.quantity,
+            "value": r.value,
+            "unit": r.unit,
+            "quality": r.quality,
+        }
+        if r.event is not None:  # an actuation event (actuation_events.py)
+            item["event"] = json.loads(r.event)
+        items.append(item)
     return json.dumps(
         {
             "agent_id": agent_id,

@@ -100,7 +100,8 @@ CREATE TABLE IF NOT EXISTS readings (
     time_ms INTEGER NOT NULL,
     series INTEGER NOT NULL REFERENCES series (id),
     value REAL NOT NULL,
-    quality TEXT NOT NULL
+    quality TEXT NOT NULL,
+    event TEXT
 );
 """
 # Tables added after the first release; created in older journals when they are opened.
@@ -108,8 +109,12 @@ _ADDED_TABLES = """
 CREATE TABLE IF NOT EXISTS drops (cause TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS consumers (id TEXT PRIMARY KEY, acked_seq INTEGER NOT NULL);
 """
+# Journals from before actuation events get the nullable column when they are opened (cheap:
+# SQLite only rewrites the schema); their rows read back as measurements.
+_EVENT_COLUMN = "ALTER TABLE readings ADD COLUMN event TEXT"
 _READ_AFTER = (
-    "SELECT r.seq, r.time_ms, s.reactor, s.sensor, s.quantity, r.value, s.unit, r.quality "
+    "SELECT r.seq, r.time_ms, s.reactor, s.sensor, s.quantity, r.value, s.unit, r.quality, "
+    "r.event "
     "FROM readings r JOIN series s ON s.id = r.series WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
 )
 
@@ -268,6 +273,7 @@ class Journal:
             self._create()
         else:
             self._db.executescript(_ADDED_TABLES)
+            self._add_event_column()
             self._load_state(floor)
             gone, lost = self._lost_in_recovery(wal, floor)
             lost_epoch = lost_later_epoch(floor, self.epoch, self._lineage)
@@ -390,11 +396,12 @@ class Journal:
     def _insert_salvaged(self, readings: Sequence[Reading]) -> None:
         with self._transaction() as conn:
             rows = [
-                (r.seq, r.time_ms, self._series_id(conn, r), r.value, r.quality) for r in readings
+                (r.seq, r.time_ms, self._series_id(conn, r), r.value, r.quality, r.event)
+                for r in readings
             ]
             conn.executemany(
-                "INSERT INTO readings (seq, time_ms, series, value, quality) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO readings (seq, time_ms, series, value, quality, event) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -419,6 +426,11 @@ class Journal:
         if conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone() is None:
             return "epoch missing"
         return ""
+
+    def _add_event_column(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(readings)")}
+        if "event" not in columns:
+            self._db.execute(_EVENT_COLUMN)
 
     def _create(self) -> None:
         conn = self._db
@@ -573,11 +585,13 @@ class Journal:
                         or self._series_id(conn, r),
                         r.value,
                         r.quality,
+                        r.event,
                     )
                     for r in readings
                 ]
                 conn.executemany(
-                    "INSERT INTO readings (time_ms, series, value, quality) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO readings (time_ms, series, value, quality, event) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
                 if self._drops_unsaved:

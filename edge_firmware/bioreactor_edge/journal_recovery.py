@@ -243,20 +243,30 @@ def move_aside(db_path: Path, stamp: str) -> Path:
 
 
 _SALVAGE_QUERY = (
-    "SELECT r.seq, r.time_ms, s.reactor, s.sensor, s.quantity, r.value, s.unit, r.quality "
+    "SELECT r.seq, r.time_ms, s.reactor, s.sensor, s.quantity, r.value, s.unit, r.quality, {} "
     "FROM readings r JOIN series s ON s.id = r.series WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
 )
+
+
+def _salvage_query(conn: sqlite3.Connection) -> str:
+    """Reads actuation events' details too, where the journal is new enough to hold them."""
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
+    except sqlite3.DatabaseError:
+        columns = set()
+    return _SALVAGE_QUERY.format("r.event" if "event" in columns else "NULL")
 
 
 def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator[list[Reading]]:
     cursor = after
     skip = 1
+    query = _salvage_query(conn)
     while cursor < newest:
         rows: list[tuple[object, ...]] = []
         damaged = False
         try:
             # Row by row, so the rows read before a damaged page are kept.
-            rows.extend(conn.execute(_SALVAGE_QUERY, (cursor, _SALVAGE_CHUNK)))
+            rows.extend(conn.execute(query, (cursor, _SALVAGE_CHUNK)))
         except sqlite3.DatabaseError:
             damaged = True
         if rows:
@@ -272,7 +282,7 @@ def _salvage_rows(conn: sqlite3.Connection, after: int, newest: int) -> Iterator
 
 
 def _reading(row: tuple[object, ...]) -> Reading:
-    seq, time_ms, reactor, sensor, quantity, value, unit, quality = row
+    seq, time_ms, reactor, sensor, quantity, value, unit, quality, event = row
     return Reading(
         seq=int(str(seq)),
         time_ms=int(str(time_ms)),
@@ -282,6 +292,7 @@ def _reading(row: tuple[object, ...]) -> Reading:
         value=float(str(value)),
         unit=str(unit),
         quality=str(quality),
+        event=None if event is None else str(event),
     )
 
 

@@ -63,6 +63,8 @@ class NewReading:
     value: float
     unit: str
     quality: str
+    # An actuation event's details as JSON (actuation_events.py); None for a measurement.
+    event: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +79,4 @@ class Reading:
     value: float
     unit: str
     quality: str
+    event: str | None = None  # as in NewReading
