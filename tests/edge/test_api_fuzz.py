@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth, missing_required_header
 
 from bioreactor_edge import api
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, running_agent
 from tests.support.fault_report import scale
 
 OPENAPI = Path(api.__file__).with_name("openapi.json")
@@ -32,13 +32,9 @@ CASES: list[str] = []
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    process = AgentProcess(sys.executable, tmp_path_factory.mktemp("fuzz"), rate_hz=5.0)
-    process.start()
-    try:
-        process.wait_ready()
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    with running_agent(data_dir, rate_hz=5.0, python=sys.executable) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @schema.parametrize()

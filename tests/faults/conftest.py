@@ -3,13 +3,13 @@ TCP fault proxy. Sizes scale with BIOREACTOR_FAULT_SCALE (1 = the CI size)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.agent_process import AgentProcess
+from tests.support import agent_process
+from tests.support.agent_process import AgentProcess, running_agent
 from tests.support.fault_report import scale
 
 
@@ -19,17 +19,10 @@ def cycles(ci_size: int) -> int:
 
 @pytest.fixture
 def edge_python() -> str:
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
-    return python
+    return agent_process.edge_python()
 
 
 @pytest.fixture
-def agent(tmp_path: Path, edge_python: str, socket_enabled: None) -> Iterator[AgentProcess]:
-    process = AgentProcess(edge_python, tmp_path / "agent", rate_hz=20.0, sensors=4)
-    process.start()
-    try:
-        process.wait_ready()
+def agent(tmp_path: Path, socket_enabled: None) -> Iterator[AgentProcess]:
+    with running_agent(tmp_path / "agent", rate_hz=20.0) as process:
         yield process
-    finally:
-        process.stop()

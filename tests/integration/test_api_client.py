@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ from custom_components.bioreactor.api import (
     Problem,
     parse_retry_after,
 )
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, edge_python, running_agent
 
 from .conftest import FIXTURES
 from .tls_server import SelfSigned, make_certificate
@@ -454,15 +453,8 @@ def test_malformed_fingerprint_is_refused() -> None:
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
-    process = AgentProcess(python, tmp_path / "agent", rate_hz=5.0, sensors=4)
-    process.start()
-    try:
-        process.wait_ready()
+    with running_agent(tmp_path / "agent", rate_hz=5.0, sensors=4) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_real_agent_answers_validate_and_name_their_agent(agent: AgentProcess) -> None:
@@ -514,8 +506,7 @@ async def test_real_agent_rate_limit_is_a_temporary_error(agent: AgentProcess) -
 async def test_real_https_agent_is_pinned_to_the_fingerprint_it_prints(tmp_path: Path) -> None:
     """`simulate --tls`: the fingerprint the client reads from the handshake is the one
     `bioreactor-edge token` prints beside the token, and pins every request."""
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
+    python = edge_python()
     agent = AgentProcess(python, tmp_path / "agent", rate_hz=5.0, sensors=2, extra_args=("--tls",))
     agent.start()
     try:

@@ -6,7 +6,6 @@ issue, and the whole path against a real agent on loopback."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +14,6 @@ from unittest.mock import AsyncMock
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import ServiceValidationError
@@ -31,9 +29,10 @@ from custom_components.bioreactor.api import (
 )
 from custom_components.bioreactor.calibration import CONF_CALIBRATION_INTERVAL
 from custom_components.bioreactor.const import DOMAIN
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, running_agent
 
 from .conftest import AGENT_ID
+from .real_agent import pair
 from .test_init import poll, setup
 from .test_repairs import assert_translated
 
@@ -379,29 +378,13 @@ async def test_repair_issue_when_calibration_is_overdue(
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
-    process = AgentProcess(python, tmp_path / "agent", rate_hz=10.0, sensors=6)
-    process.start()
-    try:
-        process.wait_ready()
+    with running_agent(tmp_path / "agent", rate_hz=10.0, sensors=6) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.mark.usefixtures("socket_enabled")
 async def test_real_agent_calibration(hass: HomeAssistant, agent: AgentProcess) -> None:
-    info = await hass.async_add_executor_job(agent.get, "/api/v1/info")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=info["name"],
-        unique_id=info["agent_id"],
-        data={CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: agent.token},
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    entry, info = await pair(hass, agent)
     entity = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{info['agent_id']}_{PH}_ph")
     assert entity is not None
     client = entry.runtime_data.client

@@ -4,47 +4,30 @@ client and agent API cannot drift, and delivery archives every reading exactly o
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.const import ARCHIVE_DIR, DOMAIN
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, running_agent
 from tests.support.archive_files import archive_rows
+
+from .real_agent import pair
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
-    process = AgentProcess(python, tmp_path / "agent", rate_hz=10.0, sensors=8)
-    process.start()
-    try:
-        process.wait_ready()
+    with running_agent(tmp_path / "agent", rate_hz=10.0, sensors=8) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def test_real_agent_end_to_end(hass: HomeAssistant, agent: AgentProcess) -> None:
-    info = await hass.async_add_executor_job(agent.get, "/api/v1/info")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=info["name"],
-        unique_id=info["agent_id"],
-        data={CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: agent.token},
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    entry, info = await pair(hass, agent)
 
     # Devices and entities come from the agent's own answers.
     devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)

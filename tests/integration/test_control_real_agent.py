@@ -5,37 +5,29 @@ and its refusals (named limits) arrive as validation errors while nothing moves.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.const import DOMAIN
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, running_agent
+
+from .real_agent import pair
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
-    process = AgentProcess(
-        python, tmp_path / "agent", rate_hz=5.0, sensors=8, extra_args=("--control",)
-    )
-    process.start()
-    try:
-        process.wait_ready()
+    control = ("--control",)
+    with running_agent(tmp_path / "agent", rate_hz=5.0, sensors=8, extra_args=control) as process:
         yield process
-    finally:
-        process.stop()
 
 
 class Lab:
@@ -79,16 +71,7 @@ async def _dosed(lab: Lab) -> bool:
 
 @pytest.fixture
 async def lab(hass: HomeAssistant, agent: AgentProcess) -> Lab:
-    info = await hass.async_add_executor_job(agent.get, "/api/v1/info")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=info["name"],
-        unique_id=info["agent_id"],
-        data={CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: agent.token},
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    entry, _ = await pair(hass, agent)
     return Lab(hass, agent, entry)
 
 

@@ -4,7 +4,6 @@ token's reauthentication: test_init.py."""
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,15 +13,15 @@ from unittest.mock import AsyncMock
 import pytest
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, STATE_UNAVAILABLE
+from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.api import BioreactorRateLimitedError
-from custom_components.bioreactor.const import DOMAIN
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, running_agent
 
+from .real_agent import pair
 from .test_init import PH, poll, setup
 
 
@@ -67,15 +66,8 @@ async def test_rate_limit_waits_for_retry_after_and_never_reauthenticates(
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
-    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
-    process = AgentProcess(python, tmp_path / "agent", rate_hz=5.0, sensors=4)
-    process.start()
-    try:
-        process.wait_ready()
+    with running_agent(tmp_path / "agent", rate_hz=5.0, sensors=4) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def fail_logins(agent: AgentProcess, times: int) -> list[int]:
@@ -98,14 +90,7 @@ async def test_failed_logins_of_a_neighbour_do_not_block_the_real_agent(
 ) -> None:
     """Failed logins from anything else behind Home Assistant's address trip the agent's
     limiter for them; Home Assistant presents the right token and keeps polling."""
-    info = await hass.async_add_executor_job(agent.get, "/api/v1/info")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title=info["name"],
-        unique_id=info["agent_id"],
-        data={CONF_HOST: "127.0.0.1", CONF_PORT: agent.port, CONF_TOKEN: agent.token},
-    )
-    await setup(hass, entry)
+    entry, _ = await pair(hass, agent)
     statuses = await hass.async_add_executor_job(fail_logins, agent, 15)
     assert 429 in statuses, statuses
 

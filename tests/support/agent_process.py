@@ -7,12 +7,15 @@ is the oracle the delivered archive is checked against.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,13 @@ from typing import Any
 from tests.support import process_group
 
 TOKEN = "fault-harness-token-" + "x" * 32
+
+
+def edge_python() -> str:
+    """The edge half's interpreter, which ./scripts/test exports for the other half's tests."""
+    python = os.environ.get("BIOREACTOR_EDGE_PYTHON")
+    assert python, "run through ./scripts/test, which sets BIOREACTOR_EDGE_PYTHON"
+    return python
 
 
 def free_port() -> int:
@@ -143,3 +153,24 @@ class AgentProcess:
             sensor, quantity, time_ms, value = line.split(" ")
             record[sensor, quantity, int(time_ms)] = float(value)
         return record
+
+
+@contextlib.contextmanager
+def running_agent(
+    data_dir: Path,
+    *,
+    rate_hz: float,
+    sensors: int = 4,
+    extra_args: tuple[str, ...] = (),
+    python: str | None = None,
+) -> Iterator[AgentProcess]:
+    """An agent started and ready (its first discovery done), stopped however the block ends."""
+    process = AgentProcess(
+        python or edge_python(), data_dir, rate_hz=rate_hz, sensors=sensors, extra_args=extra_args
+    )
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
