@@ -22,6 +22,8 @@ import custom_components.bioreactor  # noqa: F401
 from custom_components.bioreactor.api import ReadingsPage, parse_info, parse_status
 from custom_components.bioreactor.const import DOMAIN
 
+from .control_support import add_control
+
 FIXTURES = Path(__file__).parent / "fixtures"
 AGENT_ID = "ef785eb90d638e3d"
 TOKEN = "test-token-" + "t" * 40
@@ -51,6 +53,12 @@ def status_payload() -> dict[str, Any]:
     """The agent's /status answer (recorded from `bioreactor-edge simulate`); tests edit it."""
     payload: dict[str, Any] = json.loads((FIXTURES / "status.json").read_text())
     return payload
+
+
+@pytest.fixture
+def control(status_payload: dict[str, Any]) -> None:
+    """The status fixture's reactor gets the recorded actuators and loops (control tests)."""
+    add_control(status_payload)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -15,9 +16,9 @@ from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.bioreactor.api import BioreactorRequestError
 
-from .conftest import FIXTURES
-
-CONTROL: dict[str, Any] = json.loads((FIXTURES / "control.json").read_text())
+# Not conftest.FIXTURES: conftest imports this module for its `control` fixture.
+CONTROL_FILE = Path(__file__).parent / "fixtures" / "control.json"
+CONTROL: dict[str, Any] = json.loads(CONTROL_FILE.read_text())
 DEVICE = "simulated_bench_1_reactor_1"
 
 

@@ -18,16 +18,13 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.bioreactor.api import BioreactorConnectionError
 
 from . import setup_integration
-from .control_support import DEVICE, actuator_of, add_control, loop_of, poll, refusal
+from .control_support import DEVICE, actuator_of, loop_of, poll, refusal
+
+pytestmark = pytest.mark.usefixtures("control")
 
 EMERGENCY_STOP = f"button.{DEVICE}_emergency_stop"
 PRIME = f"button.{DEVICE}_prime_base"
 CLEAR_ALARM = f"button.{DEVICE}_acknowledge_ph_dosing_alarm"
-
-
-@pytest.fixture(autouse=True)
-def control(status_payload: dict[str, Any]) -> None:
-    add_control(status_payload)
 
 
 async def press(hass: HomeAssistant, entity_id: str) -> None:

@@ -20,15 +20,12 @@ from custom_components.bioreactor.const import DOMAIN
 
 from . import setup_integration
 from .conftest import AGENT_ID
-from .control_support import DEVICE, actuator_of, add_control, refusal
+from .control_support import DEVICE, actuator_of, refusal
+
+pytestmark = pytest.mark.usefixtures("control")
 
 PRIME = f"button.{DEVICE}_prime_base"
 DOSED_HOUR = f"sensor.{DEVICE}_base_dosed_in_the_last_hour"
-
-
-@pytest.fixture(autouse=True)
-def control(status_payload: dict[str, Any]) -> None:
-    add_control(status_payload)
 
 
 async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> str:

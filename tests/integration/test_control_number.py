@@ -17,7 +17,9 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, snapsh
 from syrupy.assertion import SnapshotAssertion
 
 from . import setup_integration
-from .control_support import DEVICE, add_control, loop_of, poll, refusal
+from .control_support import DEVICE, loop_of, poll, refusal
+
+pytestmark = pytest.mark.usefixtures("control")
 
 PH_SETPOINT = f"number.{DEVICE}_ph_setpoint"
 TEMPERATURE_SETPOINT = f"number.{DEVICE}_temperature_setpoint"
@@ -26,11 +28,6 @@ PH_INTERVAL = f"number.{DEVICE}_ph_minimum_time_between_doses"
 HEATER_LIMIT = f"number.{DEVICE}_heater_output_limit"
 HEATER_OUTPUT = f"number.{DEVICE}_heater_output"
 STIRRER_OUTPUT = f"number.{DEVICE}_stirrer_output"
-
-
-@pytest.fixture(autouse=True)
-def control(status_payload: dict[str, Any]) -> None:
-    add_control(status_payload)
 
 
 async def set_value(hass: HomeAssistant, entity_id: str, value: float) -> None:

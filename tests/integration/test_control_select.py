@@ -18,15 +18,12 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.bioreactor.api import BioreactorConnectionError
 
 from . import setup_integration
-from .control_support import DEVICE, add_control, loop_of, poll, refusal
+from .control_support import DEVICE, loop_of, poll, refusal
+
+pytestmark = pytest.mark.usefixtures("control")
 
 PH_MODE = f"select.{DEVICE}_ph_control"
 TEMPERATURE_MODE = f"select.{DEVICE}_temperature_control"
-
-
-@pytest.fixture(autouse=True)
-def control(status_payload: dict[str, Any]) -> None:
-    add_control(status_payload)
 
 
 async def select(hass: HomeAssistant, entity_id: str, option: str) -> None:

@@ -14,7 +14,9 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from syrupy.assertion import SnapshotAssertion
 
 from . import setup_integration
-from .control_support import CONTROL, DEVICE, actuator_of, add_control, loop_of, poll
+from .control_support import CONTROL, DEVICE, actuator_of, loop_of, poll
+
+pytestmark = pytest.mark.usefixtures("control")
 
 TEMPERATURE_STATE = f"sensor.{DEVICE}_temperature_control_state"
 PH_STATE = f"sensor.{DEVICE}_ph_control_state"
@@ -27,11 +29,6 @@ CONTROL_SENSORS = [
 ]  # fmt: skip
 # The PID's heater duty (0-1) in the recorded state.
 CONTROL_OUTPUT = next(x["output"] for x in CONTROL["loops"] if x["kind"] == "temperature")
-
-
-@pytest.fixture(autouse=True)
-def control(status_payload: dict[str, Any]) -> None:
-    add_control(status_payload)
 
 
 async def test_entities(

@@ -25,15 +25,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, snapsh
 from syrupy.assertion import SnapshotAssertion
 
 from . import setup_integration
-from .control_support import DEVICE, actuator_of, add_control, loop_of, poll, refusal
+from .control_support import DEVICE, actuator_of, loop_of, poll, refusal
+
+pytestmark = pytest.mark.usefixtures("control")
 
 AERATION = f"switch.{DEVICE}_aeration_relay"
 HEATER_ENABLE = f"switch.{DEVICE}_heater_enable_relay"
-
-
-@pytest.fixture(autouse=True)
-def control(status_payload: dict[str, Any]) -> None:
-    add_control(status_payload)
 
 
 async def switch(hass: HomeAssistant, service: str, entity_id: str) -> None:
