@@ -232,10 +232,9 @@ def test_property_never_exceeds_a_cap_and_never_doses_blind(
             assert sum(ml for when, ml in doses if t - when < DAY_S) <= per_day + 1e-9
 
 
-def test_ph_loop_holds_setpoint_against_a_growing_culture() -> None:
-    clock = FakeClock()
-    model = ReactorModel(seed=5, clock=clock)
-    doser = base_doser(
+def culture_doser() -> Doser:
+    """The pH loop of the simulated culture (ReactorModel): doses of 3 mL at most, 120 s apart."""
+    return base_doser(
         DosingLimits(
             max_dose_ml=3.0,
             max_ml_per_hour=30,
@@ -245,6 +244,12 @@ def test_ph_loop_holds_setpoint_against_a_growing_culture() -> None:
         ),
         DosingSettings(setpoint=7.0, deadband=0.03, ml_per_unit=10, expected_change_per_ml=0.02),
     )
+
+
+def test_ph_loop_holds_setpoint_against_a_growing_culture() -> None:
+    clock = FakeClock()
+    model = ReactorModel(seed=5, clock=clock)
+    doser = culture_doser()
     lowest = highest = 7.0
     for second in range(0, 8 * 3600, 5):
         clock.now = float(second)
@@ -279,16 +284,7 @@ def test_alarm_needs_consecutive_unresponsive_doses() -> None:
 def test_a_pump_that_delivers_nothing_raises_the_alarm_and_dosing_stops() -> None:
     clock = FakeClock()
     model = ReactorModel(seed=7, clock=clock)
-    doser = base_doser(
-        DosingLimits(
-            max_dose_ml=3.0,
-            max_ml_per_hour=30,
-            max_ml_per_day=200,
-            min_interval_s=120,
-            max_input_age_s=30,
-        ),
-        DosingSettings(setpoint=7.0, deadband=0.03, ml_per_unit=10, expected_change_per_ml=0.02),
-    )
+    doser = culture_doser()
     commanded = 0.0
     for second in range(0, 8 * 3600, 5):
         clock.now = float(second)

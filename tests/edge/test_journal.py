@@ -612,31 +612,45 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     assert not os.path.ismount(mount)
 
 
+def fill_disk(mount: Path) -> Path:
+    """Leaves about 120 kB free on `mount`; the filler file, to free it again."""
+    filler = mount / "filler"
+    stat = os.statvfs(mount)
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 120_000))
+    return filler
+
+
+async def append_batch(journal: Journal, n: int, appended: list[float]) -> None:
+    """Appends batch `n` (ten readings), adding its values to `appended`."""
+    batch = tick(n, 10)
+    await journal.append(batch)
+    appended += [r.value for r in batch]
+
+
+async def append_until_unwritable(journal: Journal, appended: list[float]) -> int:
+    """Appends batches until the journal reports its disk full; the next batch's number."""
+    n = 0
+    while journal.stats().writable:
+        await append_batch(journal, n, appended)
+        n += 1
+        assert n < 5000, "the disk never filled"
+    return n
+
+
 async def test_disk_full(tiny_disk: Path) -> None:
     mount = tiny_disk
     journal: Journal | None = None
     try:
         journal = await Journal.open(mount / "journal")
-        filler = mount / "filler"
-        stat = os.statvfs(mount)
-        free = stat.f_bavail * stat.f_frsize
-        filler.write_bytes(b"\0" * max(0, free - 120_000))
+        filler = fill_disk(mount)
         appended: list[float] = []
-        n = 0
-        while journal.stats().writable:
-            batch = tick(n, 10)
-            await journal.append(batch)
-            appended += [r.value for r in batch]
-            n += 1
-            assert n < 5000, "the disk never filled"
+        n = await append_until_unwritable(journal, appended)
         stats = journal.stats()
         assert stats.newest_seq < len(appended)
         assert stats.pending == len(appended)  # the parked readings are counted
         assert stats.dropped == 0
         for _ in range(3):  # still full: more readings wait in memory
-            batch = tick(n, 10)
-            await journal.append(batch)
-            appended += [r.value for r in batch]
+            await append_batch(journal, n, appended)
             n += 1
         assert journal.stats().writable is False
         assert journal.stats().pending == len(appended)
@@ -648,9 +662,7 @@ async def test_disk_full(tiny_disk: Path) -> None:
         assert stats.writable is True
         assert stats.newest_seq == len(appended)
         assert stats.pending == len(appended)
-        batch = tick(n, 10)
-        await journal.append(batch)
-        appended += [r.value for r in batch]
+        await append_batch(journal, n, appended)
         readings = await read_all(journal)
         assert [r.value for r in readings] == appended  # all there, once, in order
         assert [r.seq for r in readings] == list(range(1, len(appended) + 1))
@@ -670,21 +682,11 @@ async def test_disk_full_on_append_path(tiny_disk: Path) -> None:
     journal: Journal | None = None
     try:
         journal = await Journal.open(mount / "journal")
-        filler = mount / "filler"
-        stat = os.statvfs(mount)
-        filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 120_000))
+        filler = fill_disk(mount)
         appended: list[float] = []
-        n = 0
-        while journal.stats().writable and n < 5000:
-            batch = tick(n, 10)
-            await journal.append(batch)
-            appended += [r.value for r in batch]
-            n += 1
-        assert journal.stats().writable is False
+        n = await append_until_unwritable(journal, appended)
         filler.unlink()
-        batch = tick(n, 10)
-        await journal.append(batch)
-        appended += [r.value for r in batch]
+        await append_batch(journal, n, appended)
         assert journal.stats().writable is True
         readings = await read_all(journal)
         assert [r.value for r in readings] == appended
@@ -701,24 +703,14 @@ async def test_backlog_overflow_counts_drops(
     journal: Journal | None = None
     try:
         journal = await Journal.open(mount / "journal")
-        filler = mount / "filler"
-        stat = os.statvfs(mount)
-        filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 120_000))
+        filler = fill_disk(mount)
         appended: list[float] = []
-        n = 0
-        while journal.stats().writable and n < 5000:
-            batch = tick(n, 10)
-            await journal.append(batch)
-            appended += [r.value for r in batch]
-            n += 1
-        assert journal.stats().writable is False
+        n = await append_until_unwritable(journal, appended)
         stored = journal.stats().newest_seq
         parked = len(appended) - stored
         assert 0 < parked <= 25
         for _ in range(5):
-            batch = tick(n, 10)
-            await journal.append(batch)
-            appended += [r.value for r in batch]
+            await append_batch(journal, n, appended)
             n += 1
         stats = journal.stats()
         parked_total = len(appended) - stored
