@@ -317,8 +317,27 @@ QUALITY_CALIBRATING = "calibrating"
 NOT_THE_CULTURE = frozenset({QUALITY_UNSYNCED, QUALITY_CALIBRATING})
 
 
+# The quantity of an actuation event's row (docs/api.md, "Actuation events").
+ACTUATION = "actuation"
+
+
+@dataclass(frozen=True, slots=True)
+class ActuationEvent:
+    """What an actuator was told and what it confirmed; its reading names the actuator
+    (`sensor`) and the commanded `value` and `unit`."""
+
+    requester: str  # loop:<id> | ha | safety | cli
+    reason: str  # the agent's finer origin, e.g. "lockout:input_stale"
+    command: str  # set | safe | dose | dose_result
+    confirmed: float | None
+    error: str | None
+    error_message: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
+    """A measurement, or an actuation event (`event` set) in the same sequence space."""
+
     seq: int
     time: str  # ISO 8601 UTC with milliseconds, exactly as the agent sent it
     reactor: str
@@ -327,6 +346,7 @@ class Reading:
     value: float
     unit: str
     quality: str
+    event: ActuationEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -740,7 +760,30 @@ def _reading(data: Any, path: str, ids: set[str], times: set[str]) -> Reading:
                 f"{path}: time {time[:80]!r} is not YYYY-MM-DDTHH:MM:SS.mmmZ"
             )
         times.add(time)
-    return Reading(seq, time, reactor, sensor, quantity, float(value), unit, quality)
+    event = data.get("event")
+    return Reading(
+        seq,
+        time,
+        reactor,
+        sensor,
+        quantity,
+        float(value),
+        unit,
+        quality,
+        None if event is None else _actuation(event, f"{path}.event"),
+    )
+
+
+def _actuation(data: Any, path: str) -> ActuationEvent:
+    f = _Fields(data, path)
+    return ActuationEvent(
+        f.string("requester"),
+        f.string("reason"),
+        f.string("command"),
+        f.opt_number("confirmed"),
+        f.opt_string("error"),
+        f.opt_string("error_message"),
+    )
 
 
 def _ancestor(data: Any, path: str) -> Ancestor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from homeassistant.config_entries import ConfigEntry
@@ -21,6 +22,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
 
+from .actuations import fire_actuations
 from .api import (
     AgentStatus,
     BioreactorAuthenticationError,
@@ -77,6 +79,7 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
             hass.async_add_executor_job,
             lock=hass.data.setdefault(DELIVERY_LOCKS, {}).setdefault(self.agent_id, asyncio.Lock()),
             now=dt_util.utcnow,
+            on_actuations=partial(fire_actuations, hass, entry.entry_id, self.agent_id),
         )
         self._drain: asyncio.Task[None] | None = None
         # Off until the entities exist: backfilled statistics need their entity ids.

@@ -1,4 +1,6 @@
-"""The raw archive: every delivered reading, one CSV per reactor per UTC day.
+"""The raw archive: every delivered reading, one CSV per reactor per UTC day; actuation
+events beside them, one `<day>.actuations.csv` per reactor per day (same columns, then
+the event's), so readings' files, exports and statistics hold only measurements.
 
 Fault model: a write that fails or is cut off part-way (disk full, I/O error,
 power loss). Each row carries the reading's identity (agent, epoch, seq); the
@@ -16,11 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from ..api import Reading
+from ..api import ActuationEvent, Reading
 from . import files
 
 HEADER = "time,reactor,sensor,quantity,value,unit,quality,seq,epoch,agent\n"
 COLUMNS = tuple(HEADER.strip().split(","))
+EVENT_COLUMNS = ("requester", "reason", "command", "confirmed", "error", "error_message")
+EVENTS_HEADER = HEADER.strip() + "," + ",".join(EVENT_COLUMNS) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ class ArchivedReading:
     seq: int
     epoch: str
     agent: str
+    event: ActuationEvent | None = None  # set in an actuations file
 
 
 def _csv_field(text: str) -> str:
@@ -51,8 +56,33 @@ def _row(time: str, r: Reading | ArchivedReading, epoch: str, agent: str) -> str
     )
 
 
+def _event_fields(event: ActuationEvent) -> str:
+    confirmed = "" if event.confirmed is None else repr(event.confirmed)
+    # One line per row (a torn tail is found by its missing newline): no line breaks.
+    message = " ".join((event.error_message or "").split())
+    return (
+        f",{_csv_field(event.requester)},{_csv_field(event.reason)},{_csv_field(event.command)},"
+        f"{confirmed},{_csv_field(event.error or '')},{_csv_field(message)}"
+    )
+
+
+def _archived_event(row: dict[str, str]) -> ActuationEvent:
+    return ActuationEvent(
+        requester=row["requester"],
+        reason=row["reason"],
+        command=row["command"],
+        confirmed=float(row["confirmed"]) if row["confirmed"] else None,
+        error=row["error"] or None,
+        error_message=row["error_message"] or None,
+    )
+
+
 def day_file(agent_dir: Path, reactor: str, day: str) -> Path:
     return agent_dir / reactor / f"{day}.csv"
+
+
+def actuations_file(agent_dir: Path, reactor: str, day: str) -> Path:
+    return agent_dir / reactor / f"{day}.actuations.csv"
 
 
 def plan_append(
@@ -62,7 +92,11 @@ def plan_append(
     lines: dict[Path, list[str]] = defaultdict(list)
     for r in readings:
         # `time` is ISO 8601 UTC as the agent sent it; its first 10 characters are the day.
-        lines[day_file(agent_dir, r.reactor, r.time[:10])].append(_row(r.time, r, epoch, agent))
+        if r.event is None:
+            lines[day_file(agent_dir, r.reactor, r.time[:10])].append(_row(r.time, r, epoch, agent))
+        else:
+            row = _row(r.time, r, epoch, agent)[:-1] + _event_fields(r.event) + "\n"
+            lines[actuations_file(agent_dir, r.reactor, r.time[:10])].append(row)
     return {path: "".join(rows).encode() for path, rows in lines.items()}
 
 
@@ -80,9 +114,9 @@ def repair_tails(agent_dir: Path, paths: Collection[Path]) -> dict[str, int]:
 
 def append(plan: dict[Path, bytes]) -> None:
     """Appends and fsyncs every file of `plan`, creating files with the header."""
-    header = HEADER.encode()
     for path, data in plan.items():
-        files.append(path, data, header=header)
+        header = EVENTS_HEADER if path.name.endswith(".actuations.csv") else HEADER
+        files.append(path, data, header=header.encode())
 
 
 def rollback(agent_dir: Path, sizes: dict[str, int]) -> None:
@@ -108,13 +142,15 @@ def read_rows(path: Path, agent: str = "") -> Iterator[ArchivedReading]:
                     seq=int(row["seq"]),
                     epoch=row["epoch"],
                     agent=row.get("agent") or agent,
+                    event=_archived_event(row) if "command" in row else None,
                 )
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, KeyError):
                 continue  # a torn last line
 
 
 def high_water_marks(agent_dir: Path) -> dict[str, int]:
-    """The highest archived seq of every epoch, read from the archive itself."""
+    """The highest archived seq of every epoch, read from the archive itself (readings'
+    and actuations' files)."""
     marks: dict[str, int] = {}
     for path in sorted(agent_dir.glob("*/*.csv")):
         for row in read_rows(path):

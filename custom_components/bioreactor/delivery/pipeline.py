@@ -10,7 +10,10 @@ durable state on disk, not from memory:
    as pending; keep only readings above their epoch's mark; cut torn last lines;
    record the files' sizes (`pending`); append and fsync; save the lineage with
    the new mark (atomic replace);
-3. acknowledge the mark to the agent.
+3. acknowledge the mark to the agent;
+4. hand the newly archived actuation events to `on_actuations` (Home Assistant fires
+   them on its bus for the logbook): after the commit, so a crash in between loses
+   only that notice, never the archived event.
 
 A failure anywhere in 2 leaves the lineage file in one of three states (before,
 pending, after) and the next step's start rolls the archive back to match, so a
@@ -46,6 +49,8 @@ _LOGGER = logging.getLogger(__name__)
 PAGE_SIZE = 10_000
 
 RunBlocking = Callable[..., Awaitable[Any]]
+# Told the epoch and the actuation events of each archived page, once each.
+OnActuations = Callable[[str, tuple[Reading, ...]], None]
 
 
 class ReadingsSource(Protocol):
@@ -88,7 +93,7 @@ def late_hours(readings: tuple[Reading, ...], cutoff: datetime) -> frozenset[str
     return frozenset(
         f"{r.reactor}/{r.time[:13]}"
         for r in readings
-        if r.time < limit and r.quality != QUALITY_UNSYNCED
+        if r.time < limit and r.quality != QUALITY_UNSYNCED and r.event is None
     )
 
 
@@ -155,8 +160,10 @@ class Delivery:
         page_size: int = PAGE_SIZE,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         live_window: timedelta = LIVE_WINDOW,
+        on_actuations: OnActuations | None = None,
     ) -> None:
         self._source = source
+        self._on_actuations = on_actuations
         self.agent_id = agent_id
         self.agent_dir = agent_dir
         self._lineage_path = lineage_path
@@ -265,6 +272,9 @@ class Delivery:
         self.remaining = max(0, page.newest_seq - mark)
         self.caught_up = not page.more
         self.delivered_total += len(fresh)
+        events = tuple(r for r in fresh if r.event is not None)
+        if events and self._on_actuations is not None:
+            self._on_actuations(page.epoch, events)
         if fresh:
             newest = datetime.fromisoformat(fresh[-1].time)
             if self.delivered_through is None or newest > self.delivered_through:
