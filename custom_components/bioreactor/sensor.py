@@ -40,25 +40,33 @@ class QuantityDescription(SensorEntityDescription):
     state_class: SensorStateClass | None = SensorStateClass.MEASUREMENT
 
 
-def _temperature(translation_key: str, precision: int) -> QuantityDescription:
+def _measured(
+    key: str,
+    device_class: SensorDeviceClass | None,
+    unit: str | None,
+    precision: int,
+    translation_key: str | None = None,
+) -> QuantityDescription:
     return QuantityDescription(
-        key="temperature",
-        translation_key=translation_key,
-        device_class=SensorDeviceClass.TEMPERATURE,
-        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        key=key,
+        translation_key=translation_key or key,
+        device_class=device_class,
+        native_unit_of_measurement=unit,
         suggested_display_precision=precision,
     )
 
 
-def _humidity(translation_key: str) -> QuantityDescription:
-    return QuantityDescription(
-        key="humidity",
-        translation_key=translation_key,
-        device_class=SensorDeviceClass.HUMIDITY,
-        native_unit_of_measurement=PERCENTAGE,
-        suggested_display_precision=1,
-    )
+def _temperature(translation_key: str, precision: int) -> QuantityDescription:
+    device_class, unit = SensorDeviceClass.TEMPERATURE, UnitOfTemperature.CELSIUS
+    return _measured("temperature", device_class, unit, precision, translation_key)
 
+
+def _humidity(translation_key: str) -> QuantityDescription:
+    return _measured("humidity", SensorDeviceClass.HUMIDITY, PERCENTAGE, 1, translation_key)
+
+
+_MILLIVOLT = UnitOfElectricPotential.MILLIVOLT
+_MICROSIEMENS = UnitOfConductivity.MICROSIEMENS_PER_CM
 
 # By the agent's stable quantity keys (docs/api.md).
 QUANTITIES: dict[str, QuantityDescription] = {
@@ -66,55 +74,14 @@ QUANTITIES: dict[str, QuantityDescription] = {
     for d in (
         _temperature("temperature", 2),
         _humidity("humidity"),
-        QuantityDescription(
-            key="ph",
-            translation_key="ph",
-            device_class=SensorDeviceClass.PH,
-            suggested_display_precision=2,
-        ),
-        QuantityDescription(
-            key="dissolved_oxygen",
-            translation_key="dissolved_oxygen",
-            native_unit_of_measurement="mg/L",
-            suggested_display_precision=2,
-        ),
-        QuantityDescription(
-            key="oxygen_saturation",
-            translation_key="oxygen_saturation",
-            native_unit_of_measurement=PERCENTAGE,
-            suggested_display_precision=1,
-        ),
-        QuantityDescription(
-            key="orp",
-            translation_key="orp",
-            device_class=SensorDeviceClass.VOLTAGE,
-            native_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
-            suggested_display_precision=0,
-        ),
-        QuantityDescription(
-            key="conductivity",
-            translation_key="conductivity",
-            device_class=SensorDeviceClass.CONDUCTIVITY,
-            native_unit_of_measurement=UnitOfConductivity.MICROSIEMENS_PER_CM,
-            suggested_display_precision=0,
-        ),
-        QuantityDescription(
-            key="total_dissolved_solids",
-            translation_key="total_dissolved_solids",
-            native_unit_of_measurement="ppm",
-            suggested_display_precision=0,
-        ),
-        QuantityDescription(
-            key="salinity",
-            translation_key="salinity",
-            native_unit_of_measurement="PSU",
-            suggested_display_precision=2,
-        ),
-        QuantityDescription(
-            key="specific_gravity",
-            translation_key="specific_gravity",
-            suggested_display_precision=3,
-        ),
+        _measured("ph", SensorDeviceClass.PH, None, 2),
+        _measured("dissolved_oxygen", None, "mg/L", 2),
+        _measured("oxygen_saturation", None, PERCENTAGE, 1),
+        _measured("orp", SensorDeviceClass.VOLTAGE, _MILLIVOLT, 0),
+        _measured("conductivity", SensorDeviceClass.CONDUCTIVITY, _MICROSIEMENS, 0),
+        _measured("total_dissolved_solids", None, "ppm", 0),
+        _measured("salinity", None, "PSU", 2),
+        _measured("specific_gravity", None, None, 3),
         QuantityDescription(
             key="total_volume",
             translation_key="dispensed_volume",
