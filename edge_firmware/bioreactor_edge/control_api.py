@@ -55,7 +55,11 @@ async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any] | web
     return body
 
 
-def _number(body: dict[str, Any], key: str) -> float | web.Response:
+async def _number_body(request: web.Request, key: str) -> float | web.Response:
+    """The number of a `{key: number}` body."""
+    body = await _body(request, {key})
+    if isinstance(body, web.Response):
+        return body
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return _error(400, "bad_request", f"{key!r} must be a number")
@@ -69,6 +73,8 @@ def _no_query(request: web.Request) -> web.Response | None:
 
 
 Work = Callable[[Controller], Awaitable[dict[str, Any]]]
+# Controller.command or Controller.dose: (controller, actuator id, number) -> the answer.
+ActuatorCommand = Callable[[Controller, str, float], Awaitable[dict[str, Any]]]
 
 
 class _ControlRoutes:
@@ -103,20 +109,21 @@ class _ControlRoutes:
         return await self._run(lambda c: c.configure(loop_id, body), f"loop {loop_id!r}")
 
     async def set_actuator(self, request: web.Request) -> web.Response:
-        actuator_id = request.match_info["actuator_id"]
-        body = await _body(request, {"value"})
-        value = body if isinstance(body, web.Response) else _number(body, "value")
-        if isinstance(value, web.Response):
-            return value
-        return await self._run(lambda c: c.command(actuator_id, value), f"actuator {actuator_id!r}")
+        return await self._command(request, "value", Controller.command)
 
     async def dose(self, request: web.Request) -> web.Response:
+        return await self._command(request, "volume_ml", Controller.dose)
+
+    async def _command(
+        self, request: web.Request, key: str, command: ActuatorCommand
+    ) -> web.Response:
+        """`command` on the request's actuator with the body's number `key`."""
         actuator_id = request.match_info["actuator_id"]
-        body = await _body(request, {"volume_ml"})
-        volume = body if isinstance(body, web.Response) else _number(body, "volume_ml")
-        if isinstance(volume, web.Response):
-            return volume
-        return await self._run(lambda c: c.dose(actuator_id, volume), f"actuator {actuator_id!r}")
+        number = await _number_body(request, key)
+        if isinstance(number, web.Response):
+            return number
+        missing = f"actuator {actuator_id!r}"
+        return await self._run(lambda c: command(c, actuator_id, number), missing)
 
     async def emergency_stop(self, request: web.Request) -> web.Response:
         reactor_id = request.match_info["reactor_id"]
