@@ -48,13 +48,13 @@ from __future__ import annotations
 
 import socket
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
 
+from .config_validators import in_range
 from .control.config import (
     ACTUATOR,
     LOOP,
@@ -138,30 +138,11 @@ class AgentConfig:
     calibration: CalibrationConfig = CalibrationConfig()
 
 
-def _in_range(
-    minimum: float, maximum: float, *, integer: bool = False, hexadecimal: bool = False
-) -> Callable[[Any], Any]:
-    """A validator for a number (or integer) in [minimum, maximum]."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    low, high = (f"0x{minimum:02x}", f"0x{maximum:02x}") if hexadecimal else (minimum, maximum)
-    problem = f"must be {'an integer' if integer else 'a number'} between {low} and {high}"
-
-    def check(value: Any) -> Any:
-        # TOML booleans are Python ints; a switch is never a number here.
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise vol.Invalid(problem)
-        if not minimum <= value <= maximum:
-            raise vol.Invalid(problem)
-        return value
-
-    return check
-
-
 _SENSOR = vol.Schema(
     {
-        vol.Required("address"): _in_range(0x08, 0x77, integer=True, hexadecimal=True),
+        vol.Required("address"): in_range(0x08, 0x77, integer=True, hexadecimal=True),
         vol.Required("kind"): vol.In(SENSOR_KINDS, msg=f"must be one of {', '.join(SENSOR_KINDS)}"),
-        vol.Optional("interval_s"): _in_range(0.05, 86400),
+        vol.Optional("interval_s"): in_range(0.05, 86400),
     }
 )
 _REACTOR = vol.Schema(
@@ -170,9 +151,9 @@ _REACTOR = vol.Schema(
             str, vol.Match(REACTOR_ID_PATTERN, msg="must be lowercase letters, digits, - or _")
         ),
         vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
-        vol.Optional("bus", default=1): _in_range(0, 255, integer=True),
-        vol.Optional("mux_address"): _in_range(0x70, 0x77, integer=True, hexadecimal=True),
-        vol.Optional("mux_channel"): _in_range(0, 7, integer=True),
+        vol.Optional("bus", default=1): in_range(0, 255, integer=True),
+        vol.Optional("mux_address"): in_range(0x70, 0x77, integer=True, hexadecimal=True),
+        vol.Optional("mux_channel"): in_range(0, 7, integer=True),
         vol.Optional("sensors", default=list): [_SENSOR],
         vol.Optional("actuators", default=list): [ACTUATOR],
         vol.Optional("loops", default=list): [LOOP],
@@ -184,24 +165,24 @@ _SCHEMA = vol.Schema(
         vol.Optional("data_dir"): vol.All(str, vol.Length(min=1)),
         vol.Optional("api", default=dict): {
             vol.Optional("host", default=DEFAULT_HOST): vol.All(str, vol.Length(min=1)),
-            vol.Optional("port", default=DEFAULT_PORT): _in_range(1, 65535, integer=True),
+            vol.Optional("port", default=DEFAULT_PORT): in_range(1, 65535, integer=True),
             vol.Optional("tls", default=True): bool,
         },
         vol.Optional("journal", default=dict): {
-            vol.Optional("retention_days", default=30): _in_range(0, 3650),
-            vol.Optional("budget_mb", default=1024): _in_range(1, 1 << 20, integer=True),
+            vol.Optional("retention_days", default=30): in_range(0, 3650),
+            vol.Optional("budget_mb", default=1024): in_range(1, 1 << 20, integer=True),
         },
         vol.Optional("discovery", default=dict): {
             vol.Optional("scan", default=True): bool,
-            vol.Optional("interval_s", default=60): _in_range(1, 86400),
+            vol.Optional("interval_s", default=60): in_range(1, 86400),
         },
         vol.Optional("sampling", default=dict): {
-            vol.Optional("interval_s", default=5.0): _in_range(0.05, 86400),
+            vol.Optional("interval_s", default=5.0): in_range(0.05, 86400),
         },
         vol.Optional("reactors", default=list): [_REACTOR],
         vol.Optional("calibration", default=dict): {
-            vol.Optional("stable_readings", default=5): _in_range(2, 120, integer=True),
-            vol.Optional("stable_seconds", default=20.0): _in_range(0, 3600),
+            vol.Optional("stable_readings", default=5): in_range(2, 120, integer=True),
+            vol.Optional("stable_seconds", default=20.0): in_range(0, 3600),
         },
     }
 )

@@ -14,6 +14,8 @@ from typing import Any
 
 import voluptuous as vol
 
+from ..config_validators import in_range
+
 ACTUATOR_KINDS = ("relay", "pwm", "pump")
 LOOP_KINDS = ("temperature", "ph", "do")
 LOOP_MODES = ("off", "manual", "auto")
@@ -94,32 +96,18 @@ class LoopConfig:
         return tuple(name for name in names if name)
 
 
-def _number(minimum: float, maximum: float, *, integer: bool = False) -> Callable[[Any], Any]:
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    problem = f"must be {'an integer' if integer else 'a number'} between {minimum} and {maximum}"
-
-    def check(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise vol.Invalid(problem)
-        if not minimum <= value <= maximum:
-            raise vol.Invalid(problem)
-        return value
-
-    return check
-
-
 _NAME = vol.All(str, vol.Match(NAME_PATTERN, msg="must be lowercase letters, digits or _"))
-_ADDRESS = _number(0x08, 0x77, integer=True)
-_SHARE = _number(0.0, 1.0)
-_ML = _number(0.01, 10_000.0)
+_ADDRESS = in_range(0x08, 0x77, integer=True)
+_SHARE = in_range(0.0, 1.0)
+_ML = in_range(0.01, 10_000.0)
 _COMMON: dict[Any, Any] = {vol.Required("name"): _NAME, vol.Required("kind"): str}
 
 _ACTUATOR_SCHEMAS = {
     "relay": vol.Schema(
         {
             **_COMMON,
-            vol.Required("address"): _number(0x20, 0x27, integer=True),
-            vol.Required("channel"): _number(0, 15, integer=True),
+            vol.Required("address"): in_range(0x20, 0x27, integer=True),
+            vol.Required("channel"): in_range(0, 15, integer=True),
             vol.Optional("safe", default="off"): vol.In(("off", "on"), msg="must be off or on"),
         }
     ),
@@ -127,10 +115,10 @@ _ACTUATOR_SCHEMAS = {
         {
             **_COMMON,
             vol.Required("address"): _ADDRESS,
-            vol.Required("channel"): _number(0, 15, integer=True),
+            vol.Required("channel"): in_range(0, 15, integer=True),
             vol.Optional("safe", default=0.0): _SHARE,
             vol.Optional("max_duty", default=1.0): _SHARE,
-            vol.Optional("frequency_hz", default=200.0): _number(24, 1526),
+            vol.Optional("frequency_hz", default=200.0): in_range(24, 1526),
         }
     ),
     "pump": vol.Schema(
@@ -146,10 +134,16 @@ _ACTUATOR_SCHEMAS = {
 _LOOP_COMMON: dict[Any, Any] = {
     **_COMMON,
     vol.Optional("mode"): vol.In(LOOP_MODES, msg=f"must be one of {', '.join(LOOP_MODES)}"),
-    vol.Optional("setpoint"): _number(-50, 150),
-    vol.Optional("setpoint_min"): _number(-50, 150),
-    vol.Optional("setpoint_max"): _number(-50, 150),
-    vol.Optional("max_input_age_s"): _number(0.05, 86400),
+    vol.Optional("setpoint"): in_range(-50, 150),
+    vol.Optional("setpoint_min"): in_range(-50, 150),
+    vol.Optional("setpoint_max"): in_range(-50, 150),
+    vol.Optional("max_input_age_s"): in_range(0.05, 86400),
+}
+# The PID loops' gains (temperature and dissolved oxygen).
+_PID_GAINS: dict[Any, Any] = {
+    vol.Optional("kp"): in_range(0, 1000),
+    vol.Optional("ki"): in_range(0, 1000),
+    vol.Optional("kd"): in_range(0, 100_000),
 }
 _LOOP_SCHEMAS = {
     "temperature": vol.Schema(
@@ -157,9 +151,7 @@ _LOOP_SCHEMAS = {
             **_LOOP_COMMON,
             vol.Required("heater"): _NAME,
             vol.Optional("heater_enable"): _NAME,
-            vol.Optional("kp"): _number(0, 1000),
-            vol.Optional("ki"): _number(0, 1000),
-            vol.Optional("kd"): _number(0, 100_000),
+            **_PID_GAINS,
             vol.Optional("max_output"): _SHARE,
         }
     ),
@@ -168,15 +160,15 @@ _LOOP_SCHEMAS = {
             **_LOOP_COMMON,
             vol.Required("base_pump"): _NAME,
             vol.Optional("acid_pump"): _NAME,
-            vol.Optional("deadband"): _number(0, 2),
-            vol.Optional("ml_per_unit"): _number(0.001, 10_000),
-            vol.Optional("expected_change_per_ml"): _number(0.0001, 14),
-            vol.Optional("response_delay_s"): _number(0, 86400),
-            vol.Optional("unresponsive_doses"): _number(1, 100, integer=True),
+            vol.Optional("deadband"): in_range(0, 2),
+            vol.Optional("ml_per_unit"): in_range(0.001, 10_000),
+            vol.Optional("expected_change_per_ml"): in_range(0.0001, 14),
+            vol.Optional("response_delay_s"): in_range(0, 86400),
+            vol.Optional("unresponsive_doses"): in_range(1, 100, integer=True),
             vol.Optional("max_dose_ml"): _ML,
             vol.Optional("max_ml_per_hour"): _ML,
             vol.Optional("max_ml_per_day"): _ML,
-            vol.Optional("min_interval_s"): _number(0, 86400),
+            vol.Optional("min_interval_s"): in_range(0, 86400),
         }
     ),
     "do": vol.Schema(
@@ -184,9 +176,7 @@ _LOOP_SCHEMAS = {
             **_LOOP_COMMON,
             vol.Required("stirrer"): _NAME,
             vol.Optional("aeration"): _NAME,
-            vol.Optional("kp"): _number(0, 1000),
-            vol.Optional("ki"): _number(0, 1000),
-            vol.Optional("kd"): _number(0, 100_000),
+            **_PID_GAINS,
             vol.Optional("min_output"): _SHARE,
             vol.Optional("max_output"): _SHARE,
         }
