@@ -9,7 +9,7 @@ from typing import Any
 from unittest.mock import AsyncMock, PropertyMock, patch
 
 import pytest
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -22,6 +22,7 @@ import custom_components.bioreactor  # noqa: F401
 from custom_components.bioreactor.api import ReadingsPage, parse_info, parse_status
 from custom_components.bioreactor.const import DOMAIN
 
+from . import setup_integration
 from .control_support import add_control
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -102,3 +103,21 @@ def entity_registry_enabled_by_default() -> Generator[None]:
         new_callable=PropertyMock,
     ):
         yield
+
+
+@pytest.fixture
+def platforms() -> list[Platform] | None:
+    """The platforms `loaded` sets up: all of them, unless a test module narrows them."""
+    return None
+
+
+@pytest.fixture
+async def loaded(
+    hass: HomeAssistant,
+    mock_client: AsyncMock,
+    mock_config_entry: MockConfigEntry,
+    platforms: list[Platform] | None,
+) -> MockConfigEntry:
+    """`mock_config_entry` set up against `mock_client`, with `platforms`."""
+    await setup_integration(hass, mock_config_entry, platforms)
+    return mock_config_entry

@@ -11,9 +11,7 @@ from homeassistant.components.button import DOMAIN as BUTTON, SERVICE_PRESS
 from homeassistant.const import ATTR_ENTITY_ID, STATE_UNAVAILABLE, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
-from syrupy.assertion import SnapshotAssertion
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.api import BioreactorConnectionError
 
@@ -27,26 +25,19 @@ PRIME = f"button.{DEVICE}_prime_base"
 CLEAR_ALARM = f"button.{DEVICE}_acknowledge_ph_dosing_alarm"
 
 
+@pytest.fixture
+def platforms() -> list[Platform]:
+    return [Platform.BUTTON]
+
+
 async def press(hass: HomeAssistant, entity_id: str) -> None:
     data = {ATTR_ENTITY_ID: entity_id}
     await hass.services.async_call(BUTTON, SERVICE_PRESS, data, blocking=True)
 
 
-async def test_entities(
-    hass: HomeAssistant,
-    mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
-    entity_registry: er.EntityRegistry,
-    snapshot: SnapshotAssertion,
-) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.BUTTON])
-    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
-
-
 async def test_emergency_stop(
-    hass: HomeAssistant, mock_client: AsyncMock, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, mock_client: AsyncMock, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.BUTTON])
     await press(hass, EMERGENCY_STOP)
     mock_client.emergency_stop.assert_awaited_once_with("bus1")
 
@@ -71,11 +62,10 @@ async def test_no_emergency_stop_without_actuators(
 async def test_prime_only_while_the_pump_is_free(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.BUTTON])
     assert hass.states.get(PRIME).state == STATE_UNAVAILABLE  # the pH loop is in auto
     loop_of(status_payload, "bus1-ph")["mode"] = "manual"
     await poll(hass, freezer)
@@ -96,8 +86,7 @@ async def test_prime_only_while_the_pump_is_free(
 
 
 async def test_acknowledge_dosing_alarm(
-    hass: HomeAssistant, mock_client: AsyncMock, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, mock_client: AsyncMock, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.BUTTON])
     await press(hass, CLEAR_ALARM)
     mock_client.configure_loop.assert_awaited_once_with("bus1-ph", {"clear_alarm": True})

@@ -12,11 +12,8 @@ from homeassistant.components.number import ATTR_VALUE, DOMAIN as NUMBER, SERVIC
 from homeassistant.const import ATTR_ENTITY_ID, STATE_UNAVAILABLE, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
-from syrupy.assertion import SnapshotAssertion
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from . import setup_integration
 from .control_support import DEVICE, loop_of, poll, refusal
 
 pytestmark = pytest.mark.usefixtures("control")
@@ -30,27 +27,20 @@ HEATER_OUTPUT = f"number.{DEVICE}_heater_output"
 STIRRER_OUTPUT = f"number.{DEVICE}_stirrer_output"
 
 
+@pytest.fixture
+def platforms() -> list[Platform]:
+    return [Platform.NUMBER]
+
+
 async def set_value(hass: HomeAssistant, entity_id: str, value: float) -> None:
     await hass.services.async_call(
         NUMBER, SERVICE_SET_VALUE, {ATTR_ENTITY_ID: entity_id, ATTR_VALUE: value}, blocking=True
     )
 
 
-async def test_entities(
-    hass: HomeAssistant,
-    mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
-    entity_registry: er.EntityRegistry,
-    snapshot: SnapshotAssertion,
-) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.NUMBER])
-    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
-
-
 async def test_setpoints_span_exactly_the_hard_range(
-    hass: HomeAssistant, mock_client: AsyncMock, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, mock_client: AsyncMock, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.NUMBER])
     ph = hass.states.get(PH_SETPOINT)
     assert (float(ph.state), ph.attributes["min"], ph.attributes["max"]) == (7.0, 6.5, 7.5)
     temperature = hass.states.get(TEMPERATURE_SETPOINT)
@@ -71,11 +61,10 @@ async def test_setpoints_span_exactly_the_hard_range(
 async def test_limits_only_narrow(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.NUMBER])
     dose = hass.states.get(PH_DOSE_LIMIT)
     # A "max" limit: up to its hard value (2 mL), down to one step.
     assert (float(dose.state), dose.attributes["min"], dose.attributes["max"]) == (2.0, 0.1, 2.0)
@@ -108,9 +97,8 @@ async def test_limits_only_narrow(
 
 
 async def test_agent_refusal_names_the_limit(
-    hass: HomeAssistant, mock_client: AsyncMock, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, mock_client: AsyncMock, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.NUMBER])
     reason = "max_dose_ml 1.9 is outside the hard limit (0, 1.8]"
     mock_client.configure_loop.side_effect = refusal("max_dose_ml", reason)
     with pytest.raises(ServiceValidationError) as refused:
@@ -122,11 +110,10 @@ async def test_agent_refusal_names_the_limit(
 async def test_manual_output_only_while_no_loop_drives_it(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.NUMBER])
     # No loop drives the stirrer: set by hand, up to its max_duty (80 %).
     stirrer = hass.states.get(STIRRER_OUTPUT)
     assert (float(stirrer.state), stirrer.attributes["max"]) == (30.0, 80.0)

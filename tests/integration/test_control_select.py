@@ -11,19 +11,21 @@ from homeassistant.components.select import ATTR_OPTION, DOMAIN as SELECT, SERVI
 from homeassistant.const import ATTR_ENTITY_ID, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
-from syrupy.assertion import SnapshotAssertion
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bioreactor.api import BioreactorConnectionError
 
-from . import setup_integration
 from .control_support import DEVICE, loop_of, poll, refusal
 
 pytestmark = pytest.mark.usefixtures("control")
 
 PH_MODE = f"select.{DEVICE}_ph_control"
 TEMPERATURE_MODE = f"select.{DEVICE}_temperature_control"
+
+
+@pytest.fixture
+def platforms() -> list[Platform]:
+    return [Platform.SELECT]
 
 
 async def select(hass: HomeAssistant, entity_id: str, option: str) -> None:
@@ -35,25 +37,13 @@ async def select(hass: HomeAssistant, entity_id: str, option: str) -> None:
     )
 
 
-async def test_entities(
-    hass: HomeAssistant,
-    mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
-    entity_registry: er.EntityRegistry,
-    snapshot: SnapshotAssertion,
-) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SELECT])
-    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
-
-
 async def test_mode_is_set_on_the_agent(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SELECT])
     state = hass.states.get(PH_MODE)
     assert state.state == "auto"
     assert state.attributes["options"] == ["off", "manual", "auto"]
@@ -74,9 +64,8 @@ async def test_mode_is_set_on_the_agent(
 
 
 async def test_refusal_and_connection_failure(
-    hass: HomeAssistant, mock_client: AsyncMock, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, mock_client: AsyncMock, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SELECT])
     reason = "mode must be one of off, manual, auto"
     mock_client.configure_loop.side_effect = refusal("mode", reason)
     with pytest.raises(ServiceValidationError) as refused:

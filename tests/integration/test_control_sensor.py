@@ -13,7 +13,6 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from syrupy.assertion import SnapshotAssertion
 
-from . import setup_integration
 from .control_support import CONTROL, DEVICE, actuator_of, loop_of, poll
 
 pytestmark = pytest.mark.usefixtures("control")
@@ -31,18 +30,22 @@ CONTROL_SENSORS = [
 CONTROL_OUTPUT = next(x["output"] for x in CONTROL["loops"] if x["kind"] == "temperature")
 
 
+@pytest.fixture
+def platforms() -> list[Platform]:
+    return [Platform.SENSOR]
+
+
 async def test_entities(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     entity_registry: er.EntityRegistry,
     snapshot: SnapshotAssertion,
 ) -> None:
     """The control sensors only (the quantities' sensors have their own snapshot)."""
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     control = [
         e
-        for e in er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
+        for e in er.async_entries_for_config_entry(entity_registry, loaded.entry_id)
         if e.unique_id.split("_", 1)[1].startswith(("bus1-ph_", "bus1-temperature_", "bus1-base_"))
     ]
     assert sorted(e.entity_id for e in control) == CONTROL_SENSORS
@@ -54,11 +57,10 @@ async def test_entities(
 async def test_loop_state_and_output(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     assert hass.states.get(TEMPERATURE_STATE).state == "running"
     output = hass.states.get(TEMPERATURE_OUTPUT)
     assert float(output.state) == pytest.approx(100 * CONTROL_OUTPUT)
@@ -80,11 +82,10 @@ async def test_loop_state_and_output(
 async def test_pump_doses_against_caps(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     hour = hass.states.get(DOSED_HOUR)
     assert (float(hour.state), hour.attributes["limit_ml"]) == (0.0, 30.0)
     assert hour.attributes["device_class"] == "volume"

@@ -20,9 +20,7 @@ from homeassistant.const import (
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
-from syrupy.assertion import SnapshotAssertion
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from . import setup_integration
 from .control_support import DEVICE, actuator_of, loop_of, poll, refusal
@@ -33,29 +31,22 @@ AERATION = f"switch.{DEVICE}_aeration_relay"
 HEATER_ENABLE = f"switch.{DEVICE}_heater_enable_relay"
 
 
+@pytest.fixture
+def platforms() -> list[Platform]:
+    return [Platform.SWITCH]
+
+
 async def switch(hass: HomeAssistant, service: str, entity_id: str) -> None:
     await hass.services.async_call(SWITCH, service, {ATTR_ENTITY_ID: entity_id}, blocking=True)
-
-
-async def test_entities(
-    hass: HomeAssistant,
-    mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
-    entity_registry: er.EntityRegistry,
-    snapshot: SnapshotAssertion,
-) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SWITCH])
-    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
 
 
 async def test_free_relay_switched_on_the_agent(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SWITCH])
     state = hass.states.get(AERATION)
     assert state.state == STATE_OFF
     assert state.attributes["safe_state"] == "off"
@@ -80,11 +71,10 @@ async def test_free_relay_switched_on_the_agent(
 async def test_loop_relay_only_in_manual(
     hass: HomeAssistant,
     mock_client: AsyncMock,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SWITCH])
     assert hass.states.get(HEATER_ENABLE).state == STATE_UNAVAILABLE
     loop_of(status_payload, "bus1-temperature")["mode"] = "manual"
     await poll(hass, freezer)
