@@ -45,6 +45,14 @@ def assert_translated(entry: ir.IssueEntry) -> None:
     assert used == set(entry.translation_placeholders or {}), entry.translation_key
 
 
+def raised(registry: ir.IssueRegistry, name: str) -> ir.IssueEntry:
+    """The issue `name`, which must exist, its translation checked (assert_translated)."""
+    entry = issue(registry, name)
+    assert entry is not None, name
+    assert_translated(entry)
+    return entry
+
+
 async def test_dropped_readings_name_their_causes(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
@@ -58,20 +66,17 @@ async def test_dropped_readings_name_their_causes(
     status_payload["journal"]["dropped"] = 15
     status_payload["journal"]["dropped_by_cause"] = {"budget": 3, "disk_full": 12, "shutdown": 0}
     await poll(hass, freezer, 10)
-    dropping = issue(issue_registry, "journal_dropping")
-    assert dropping is not None
+    dropping = raised(issue_registry, "journal_dropping")
     assert dropping.translation_placeholders == {
         "agent": "Simulated bench 1",
         "dropped": "15",
         "causes": "disk_full 12, budget 3",
     }
-    assert_translated(dropping)
 
     # An agent that reports only the total (older versions).
     del status_payload["journal"]["dropped_by_cause"]
     await poll(hass, freezer, 10)
-    dropping = issue(issue_registry, "journal_dropping")
-    assert dropping is not None
+    dropping = raised(issue_registry, "journal_dropping")
     assert dropping.translation_placeholders is not None
     assert dropping.translation_placeholders["causes"] == "?"
 
@@ -88,8 +93,7 @@ async def test_new_epoch_after_lost_readings_stays_until_the_next_epoch(
     journal.update(epoch="b2", dropped=7, dropped_by_cause={"recovery": 7})
     status_payload["problems"] = ["journal_new_epoch"]
     await poll(hass, freezer, 10)
-    new_epoch = issue(issue_registry, "journal_new_epoch_b2")
-    assert new_epoch is not None
+    new_epoch = raised(issue_registry, "journal_new_epoch_b2")
     assert new_epoch.is_persistent
     assert new_epoch.translation_key == "journal_new_epoch"
     assert new_epoch.translation_placeholders == {
@@ -97,7 +101,6 @@ async def test_new_epoch_after_lost_readings_stays_until_the_next_epoch(
         "lost": "7",
         "epoch": "b2",
     }
-    assert_translated(new_epoch)
 
     # The loss stays visible after the agent stops reporting it ...
     status_payload["problems"] = []
@@ -120,9 +123,7 @@ async def test_clock_unsynced_follows_the_agent(
     await setup(hass, mock_config_entry)
     status_payload["problems"] = ["clock_unsynced", "uncompensated:bus1-ph-63"]
     await poll(hass, freezer, 10)
-    unsynced = issue(issue_registry, "clock_unsynced")
-    assert unsynced is not None
-    assert_translated(unsynced)
+    raised(issue_registry, "clock_unsynced")
     status_payload["problems"] = []
     await poll(hass, freezer, 10)
     assert issue(issue_registry, "clock_unsynced") is None
@@ -140,17 +141,14 @@ async def test_failing_sensor_issue_says_why(
     sensor.update(status="error", last_error="nak", error_message="no answer at 0x44")
     for _ in range(61):
         await poll(hass, freezer, 10)
-    failing = issue(issue_registry, f"sensor_error_{sensor['id']}")
-    assert failing is not None
+    failing = raised(issue_registry, f"sensor_error_{sensor['id']}")
     assert failing.translation_placeholders is not None
     assert failing.translation_placeholders["error"] == "no answer at 0x44"
-    assert_translated(failing)
 
     # An older agent gives only the short code.
     del sensor["error_message"]
     await poll(hass, freezer, 10)
-    failing = issue(issue_registry, f"sensor_error_{sensor['id']}")
-    assert failing is not None
+    failing = raised(issue_registry, f"sensor_error_{sensor['id']}")
     assert failing.translation_placeholders is not None
     assert failing.translation_placeholders["error"] == "nak"
 
@@ -172,14 +170,12 @@ async def test_another_agent_at_the_address(
     working = mock_client.status.side_effect
     mock_client.status.side_effect = BioreactorWrongAgentError(AGENT_ID, "0000000000000000")
     await poll(hass, freezer, 10)
-    wrong = issue(issue_registry, "wrong_agent")
-    assert wrong is not None
+    wrong = raised(issue_registry, "wrong_agent")
     assert wrong.translation_placeholders == {
         "agent": "Simulated bench 1",
         "host": "192.0.2.10",
         "other": "0000000000000000",
     }
-    assert_translated(wrong)
     assert mock_config_entry.state is ConfigEntryState.LOADED
 
     mock_client.status.side_effect = working
@@ -200,15 +196,13 @@ async def test_changed_certificate_is_a_repair_not_a_reauth(
     pinned, presented = "AA:" * 31 + "AA", "BB:" * 31 + "BB"
     mock_client.status.side_effect = BioreactorCertificateError(pinned, presented)
     await poll(hass, freezer, 10)
-    changed = issue(issue_registry, "certificate_changed")
-    assert changed is not None
+    changed = raised(issue_registry, "certificate_changed")
     assert changed.translation_placeholders == {
         "agent": "Simulated bench 1",
         "host": "192.0.2.10",
         "pinned": pinned,
         "presented": presented,
     }
-    assert_translated(changed)
     assert hass.config_entries.flow.async_progress() == []
     assert mock_config_entry.state is ConfigEntryState.LOADED
 
