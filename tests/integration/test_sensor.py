@@ -18,10 +18,12 @@ from pytest_homeassistant_custom_component.common import (
 )
 from syrupy.assertion import SnapshotAssertion
 
-from . import setup_integration
-
 REACTOR = "sensor.simulated_bench_1_reactor_1"
-pytestmark = pytest.mark.usefixtures("mock_client")
+
+
+@pytest.fixture
+def platforms() -> list[Platform]:
+    return [Platform.SENSOR]
 
 
 async def poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory) -> None:
@@ -39,18 +41,16 @@ def quantity(sensors_of: Callable[[], list[dict[str, Any]]], kind: str, key: str
 @pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_entities(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     entity_registry: er.EntityRegistry,
     snapshot: SnapshotAssertion,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
-    await snapshot_platform(hass, entity_registry, snapshot, mock_config_entry.entry_id)
+    await snapshot_platform(hass, entity_registry, snapshot, loaded.entry_id)
 
 
 async def test_same_quantity_of_two_chips_has_two_names(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     air = hass.states.get(f"{REACTOR}_air_temperature")
     liquid = hass.states.get(f"{REACTOR}_liquid_temperature")
     assert air.attributes["friendly_name"] == "Simulated bench 1 Reactor 1 Air temperature"
@@ -60,12 +60,11 @@ async def test_same_quantity_of_two_chips_has_two_names(
 
 
 async def test_raw_adc_channels_are_disabled_by_default(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry, entity_registry: er.EntityRegistry
+    hass: HomeAssistant, loaded: MockConfigEntry, entity_registry: er.EntityRegistry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     channels = [
         e
-        for e in er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
+        for e in er.async_entries_for_config_entry(entity_registry, loaded.entry_id)
         if e.translation_key == "adc_voltage"
     ]
     assert [e.entity_id for e in channels] == [f"{REACTOR}_adc_voltage_{n}" for n in range(4)]
@@ -74,9 +73,8 @@ async def test_raw_adc_channels_are_disabled_by_default(
 
 
 async def test_dispensed_volume_is_a_growing_volume(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, loaded: MockConfigEntry
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     state = hass.states.get(f"{REACTOR}_dispensed_volume")
     assert state.attributes["device_class"] == "volume"
     assert state.attributes["state_class"] == "total_increasing"
@@ -85,11 +83,10 @@ async def test_dispensed_volume_is_a_growing_volume(
 
 async def test_every_change_is_written_and_only_changes(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     sensors_of: Callable[[], list[dict[str, Any]]],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     ph = quantity(sensors_of, "ph", "ph")
     ph["value"] = 6.90
     await poll(hass, freezer)
@@ -108,11 +105,10 @@ async def test_every_change_is_written_and_only_changes(
 
 async def test_a_reading_taken_during_calibration_is_not_the_cultures(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     sensors_of: Callable[[], list[dict[str, Any]]],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     ph = quantity(sensors_of, "ph", "ph")
     # The probe sits in the pH 4 buffer: no state (and so no history or alert) says
     # the culture is at pH 4.
@@ -127,11 +123,10 @@ async def test_a_reading_taken_during_calibration_is_not_the_cultures(
 
 async def test_sensor_status_and_availability_follow_the_agent(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     sensors_of: Callable[[], list[dict[str, Any]]],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     ph = next(s for s in sensors_of() if s["kind"] == "ph")
     status = f"{REACTOR}_status_ph_0x63"
     assert hass.states.get(status).state == "online"
@@ -153,11 +148,10 @@ async def test_sensor_status_and_availability_follow_the_agent(
 
 async def test_unknown_quantity_gets_a_generic_entity(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     sensors_of: Callable[[], list[dict[str, Any]]],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     do = next(s for s in sensors_of() if s["kind"] == "do")
     do["quantities"].append({**do["quantities"][0], "key": "partial_pressure", "unit": "hPa"})
     await poll(hass, freezer)
@@ -168,11 +162,10 @@ async def test_unknown_quantity_gets_a_generic_entity(
 
 async def test_a_failing_sensor_says_why(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     sensors_of: Callable[[], list[dict[str, Any]]],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     status = f"{REACTOR}_status_sht4x_0x44"
     assert hass.states.get(status).attributes["error_message"] is None
     sht4x = next(s for s in sensors_of() if s["kind"] == "sht4x")
@@ -184,11 +177,10 @@ async def test_a_failing_sensor_says_why(
 
 async def test_dropped_readings_by_cause(
     hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
+    loaded: MockConfigEntry,
     status_payload: dict[str, Any],
     freezer: FrozenDateTimeFactory,
 ) -> None:
-    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
     status_payload["journal"].update(dropped=7, dropped_by_cause={"budget": 5, "shutdown": 2})
     await poll(hass, freezer)
     state = hass.states.get("sensor.simulated_bench_1_dropped_readings")
