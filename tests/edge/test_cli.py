@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,25 +16,9 @@ import pytest
 
 from bioreactor_edge.cli import main, scan_grid
 from bioreactor_edge.discovery import ScanResult
+from tests.support.agent_process import free_ports
 
 TOKEN = "t" * 43
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free loopback ports (simulate uses P..P+N-1)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
 
 
 def get(url: str, token: str | None = TOKEN) -> Any:
