@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from .models import NewReading
 
 ACTUATION = "actuation"  # the quantity of an event's row
-# `by` values the agent's own safety logic uses (control/runner.py); see `requester`.
-SAFETY_COMMANDS = frozenset({"start", "shutdown", "internal_error", "emergency_stop"})
+# One-off safe-state commands (control/runner.py), journaled even when nothing changed;
+# repeated ones (a lockout, a loop that is off, a failing tick) only when something did.
+SAFETY_COMMANDS = frozenset({"start", "shutdown", "emergency_stop"})
 
 Append = Callable[[Sequence[NewReading]], Awaitable[None]]
 
