@@ -8,7 +8,7 @@ be (`wanted`) and is driven there again at every refresh, so a relay expander
 that resets is found and set back within one control tick.
 
 Every command (set, safe state, dose) passes through here, so this is where
-actuation events are journaled (actuation.py): once per command, not per tick
+actuation events are journaled (actuation_events.py): once per command, not per tick
 that repeats it.
 """
 

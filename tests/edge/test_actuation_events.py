@@ -28,7 +28,7 @@ from bioreactor_edge.simulator.actuation import add_actuators
 from bioreactor_edge.simulator.ezo import EzoChip
 from bioreactor_edge.simulator.physics import ReactorModel
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
-from tests.edge.test_control_loops import ACTUATORS, loops
+from tests.edge.test_control_loops import ACTUATORS, StallingPump, loops
 
 SPEED = 1000.0
 TIMING = Timing().scaled(SPEED)
@@ -52,6 +52,7 @@ class SimClock:
 @dataclass
 class Rig:
     clock: SimClock
+    model: ReactorModel
     bus: VirtualBus
     journal: Journal
     control: Controller
@@ -91,7 +92,7 @@ async def make_rig(tmp_path: Path, mode: str) -> AsyncIterator[Rig]:
     control = Controller([(reactor, actuators)], read, tmp_path / "control.json", clock=clock)
     await control.start()
     try:
-        yield Rig(clock, bus, journal, control, actuators, inputs)
+        yield Rig(clock, model, bus, journal, control, actuators, inputs)
     finally:
         await control.stop()
         await owner.close()
@@ -173,16 +174,20 @@ async def test_each_api_command_emits_exactly_one_event(manual: Rig) -> None:
     assert rig.journal.stats().newest_seq == events[-1][0].seq + 1
 
 
-async def test_a_dose_is_journaled_when_commanded_and_when_confirmed(manual: Rig) -> None:
-    rig = manual
+async def dose_and_wait(rig: Rig, ml: float) -> list[tuple[Reading, dict[str, Any]]]:
+    """Doses by hand; the dose's two events once the pump is idle again."""
     since = rig.journal.stats().newest_seq
-    await rig.control.dose("bus1-base", 1.0)
+    await rig.control.dose("bus1-base", ml)
     for _ in range(200):
         await asyncio.sleep(0.005)
         await rig.tick(1.0)
         if len(await new_events(rig, since)) >= 2:
             break
-    (dose, commanded), (result, confirmed) = await new_events(rig, since)
+    return await new_events(rig, since)
+
+
+async def test_a_dose_is_journaled_when_commanded_and_when_confirmed(manual: Rig) -> None:
+    (dose, commanded), (result, confirmed) = await dose_and_wait(manual, 1.0)
     assert (dose.sensor, dose.value, dose.unit) == ("bus1-base", 1.0, "mL")
     assert commanded["command"] == "dose"
     assert commanded["requester"] == "ha"
@@ -192,6 +197,18 @@ async def test_a_dose_is_journaled_when_commanded_and_when_confirmed(manual: Rig
     assert confirmed["requester"] == "ha"
     assert confirmed["confirmed"] == pytest.approx(1.0, abs=0.1)
     assert confirmed["error"] is None
+
+
+async def test_a_short_dose_is_confirmed_as_a_failure(manual: Rig) -> None:
+    manual.bus.remove(0x67)
+    manual.bus.add(StallingPump("pmp", 0x67, manual.model, speed=SPEED, clock=manual.clock.chip))
+    (dose, commanded), (result, confirmed) = await dose_and_wait(manual, 2.0)
+    assert (dose.quality, commanded["error"]) == ("good", None)  # the pump took the command
+    assert (result.value, result.quality) == (2.0, "failed")
+    assert confirmed["command"] == "dose_result"
+    assert confirmed["confirmed"] == pytest.approx(1.0, abs=0.1)
+    assert confirmed["error"] == "short_dose"
+    assert "grew" in confirmed["error_message"]
 
 
 async def test_loops_journal_a_change_not_every_tick(auto: Rig) -> None:
