@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bioreactor_edge.bus import BusOwner
+from bioreactor_edge.bus import BusOwner, RawBus
 from bioreactor_edge.simulator.physics import ReactorModel
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
 
@@ -22,7 +22,13 @@ def vbus() -> VirtualBus:
 
 
 @pytest.fixture
-async def owner(vbus: VirtualBus) -> AsyncIterator[BusOwner]:
-    bus_owner = BusOwner(vbus, 1, timeout_s=5.0)
+def raw_bus(vbus: VirtualBus) -> RawBus:
+    """The bus `owner` owns: the virtual bus, unless a test module overrides this."""
+    return vbus
+
+
+@pytest.fixture
+async def owner(raw_bus: RawBus) -> AsyncIterator[BusOwner]:
+    bus_owner = BusOwner(raw_bus, 1, timeout_s=5.0)
     yield bus_owner
     await bus_owner.close()

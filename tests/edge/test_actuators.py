@@ -4,7 +4,6 @@ simulated chips must do what the datasheet says these bytes do."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -71,10 +70,8 @@ def recorder(model: ReactorModel) -> Recorder:
 
 
 @pytest.fixture
-async def owner(recorder: Recorder) -> AsyncIterator[BusOwner]:
-    bus_owner = BusOwner(recorder, 1, timeout_s=5.0)
-    yield bus_owner
-    await bus_owner.close()
+def raw_bus(recorder: Recorder) -> Recorder:
+    return recorder
 
 
 def writes(recorder: Recorder, address: int) -> list[bytes]:

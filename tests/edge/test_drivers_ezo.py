@@ -7,7 +7,6 @@ are made up in the datasheets' format.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -45,10 +44,8 @@ def bus() -> ScriptedBus:
 
 
 @pytest.fixture
-async def owner(bus: ScriptedBus) -> AsyncIterator[BusOwner]:
-    bus_owner = BusOwner(bus, 1, timeout_s=5.0)
-    yield bus_owner
-    await bus_owner.close()
+def raw_bus(bus: ScriptedBus) -> ScriptedBus:
+    return bus
 
 
 def circuit(bus: ScriptedBus, *steps: tuple[bytes, list[bytes]]) -> EzoTranscript:

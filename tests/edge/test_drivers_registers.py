@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -24,10 +23,8 @@ def bus() -> ScriptedBus:
 
 
 @pytest.fixture
-async def owner(bus: ScriptedBus) -> AsyncIterator[BusOwner]:
-    bus_owner = BusOwner(bus, 1, timeout_s=5.0)
-    yield bus_owner
-    await bus_owner.close()
+def raw_bus(bus: ScriptedBus) -> ScriptedBus:
+    return bus
 
 
 async def read(driver: Driver) -> list[Measurement]:
