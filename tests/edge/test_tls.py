@@ -21,7 +21,7 @@ from bioreactor_edge.tls import (
     load_or_create_certificate,
     server_context,
 )
-from tests.support.agent_process import TOKEN, free_port
+from tests.support.agent_process import TOKEN, AgentProcess
 
 
 def test_certificate_made_once_owner_only(tmp_path: Path) -> None:
@@ -84,35 +84,16 @@ def test_token_command_shows_the_fingerprint(
 @pytest.fixture
 def tls_agent(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """`bioreactor-edge simulate --tls` on loopback: (port, certificate fingerprint)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bioreactor_edge",
-            "simulate",
-            "--tls",
-            "--data-dir",
-            str(tmp_path),
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-            "--rate",
-            "5",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    agent = AgentProcess(sys.executable, tmp_path, rate_hz=5.0, extra_args=("--tls",))
+    agent.start()
     try:
         for _ in range(300):
-            if (tmp_path / "agent-0" / CERT_FILE).exists():
+            if (agent.agent_dir / CERT_FILE).exists():
                 break
             time.sleep(0.1)
-        yield port, load_or_create_certificate(tmp_path / "agent-0").fingerprint
+        yield agent.port, load_or_create_certificate(agent.agent_dir).fingerprint
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        agent.stop()
 
 
 async def test_pinned_client_reaches_the_agent_and_a_wrong_pin_fails(
