@@ -28,6 +28,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .durable import fsync_directory
+
 FLOOR_FILE = "served-floor"
 # Ancestors kept in an epoch's lineage; older ones are forgotten (each recovery adds one).
 MAX_ANCESTORS = 16
@@ -181,16 +183,8 @@ class FloorFile:
                 # Allocated, not sparse: later rewrites never need a block of a full disk.
                 os.posix_fallocate(fd, 0, 2 * _SLOT_BYTES)
                 os.fsync(fd)
-                _fsync_directory(self._path.parent)
+                fsync_directory(self._path.parent)
         except BaseException:
             os.close(fd)
             raise
         return fd
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 import sqlite3
 import struct
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .durable import fsync_directory
 from .models import Reading
 
 WAL_HEADER_BYTES = 32
@@ -234,11 +234,7 @@ def move_aside(db_path: Path, stamp: str) -> Path:
         source = Path(f"{db_path}{suffix}")
         if source.exists():
             source.rename(f"{target}{suffix}")
-    fd = os.open(db_path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # make the renames durable before a new database takes the name
-    finally:
-        os.close(fd)
+    fsync_directory(db_path.parent)  # the renames, durable before a new database takes the name
     return target
 
 
