@@ -167,6 +167,8 @@ class Reactor:
     # The agent's outputs and control loops (docs/api.md, Control); none from older agents.
     actuators: tuple[Actuator, ...] = ()
     loops: tuple[ControlLoop, ...] = ()
+    # The room configured on the agent for this reactor; None from older agents too.
+    area: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +658,7 @@ def _reactor(data: Any, path: str) -> Reactor:
         f.items("sensors", _sensor),
         f.items("actuators", _actuator) if f.has("actuators") else (),
         f.items("loops", _loop) if f.has("loops") else (),
+        f.opt_string("area") if f.has("area") else None,
     )
 
 

@@ -46,9 +46,11 @@ def reactor_device(coordinator: BioreactorCoordinator, reactor: Reactor) -> Devi
         model="Bioreactor",
         # Every agent's first reactor is "Reactor 1" by default: the agent's name in front
         # keeps two benches' reactors, and the entity ids derived from them, apart.
-        # No suggested area: Home Assistant puts a device's area in front of the entity
-        # ids it creates, which would repeat the bench's name in every id.
         name=f"{agent_name(coordinator)} {reactor.name}",
+        # Only the room configured on the agent: Home Assistant puts a device's area in
+        # front of the entity ids it creates, so an area made up here (the bench's name)
+        # would repeat in every id.
+        suggested_area=reactor.area,
         sw_version=coordinator.data.info.firmware_version,
         via_device_id=dr.async_get_device_id_by_identifier(
             coordinator.hass,

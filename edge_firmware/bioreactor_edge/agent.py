@@ -510,6 +510,7 @@ class Agent:
             {
                 "id": r.config.id,
                 "name": r.config.name,
+                "area": r.config.area,
                 "bus": r.config.bus,
                 "mux_address": r.config.mux_address,
                 "mux_channel": r.config.mux_channel,

@@ -119,6 +119,8 @@ class ReactorConfig:
     id: str
     name: str
     bus: int
+    # The room Home Assistant suggests for the reactor's device; None suggests none.
+    area: str | None = None
     mux_address: int | None = None
     mux_channel: int | None = None
     sensors: tuple[PinnedSensor, ...] = ()
@@ -151,6 +153,7 @@ _REACTOR = vol.Schema(
             str, vol.Match(REACTOR_ID_PATTERN, msg="must be lowercase letters, digits, - or _")
         ),
         vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
+        vol.Optional("area"): vol.All(str, vol.Strip, vol.Length(min=1, max=64)),
         vol.Optional("bus", default=1): in_range(0, 255, integer=True),
         vol.Optional("mux_address"): in_range(0x70, 0x77, integer=True, hexadecimal=True),
         vol.Optional("mux_channel"): in_range(0, 7, integer=True),
@@ -238,6 +241,7 @@ def parse_config(raw: dict[str, Any], *, default_data_dir: Path = DEFAULT_DATA_D
             id=r["id"],
             name=r.get("name", f"Reactor {r['id']}"),
             bus=r["bus"],
+            area=r.get("area"),
             mux_address=r.get("mux_address"),
             mux_channel=r.get("mux_channel"),
             sensors=tuple(

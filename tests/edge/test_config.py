@@ -123,6 +123,12 @@ def test_default_config_uses_data_dir(tmp_path: Path) -> None:
 def test_reactor_defaults() -> None:
     config = parse_config({"reactors": [{"id": "x"}]})
     assert config.reactors == (ReactorConfig(id="x", name="Reactor x", bus=1),)
+    assert config.reactors[0].area is None
+
+
+def test_reactor_area_is_the_room_it_stands_in() -> None:
+    config = parse_config({"reactors": [{"id": "x", "area": "  Lab 2.14 "}]})
+    assert config.reactors[0].area == "Lab 2.14"
 
 
 def test_partial_sections_keep_other_defaults() -> None:
@@ -177,6 +183,8 @@ INVALID = [
     ("[[reactors]]\nid = 'r1'\nmux_address = 0x70", "reactors[0]"),
     ("[[reactors]]\nid = 'r1'\nmux_channel = 2", "reactors[0]"),
     ("[[reactors]]\nid = 'a'\n[[reactors]]\nid = 'b'\nname = ''", "reactors[1].name"),
+    ("[[reactors]]\nid = 'r1'\narea = '   '", "reactors[0].area"),
+    ("[[reactors]]\nid = 'r1'\narea = 3", "reactors[0].area"),
     ("[[reactors]]\nid = 'a'\n[[reactors]]\nid = 'a'\nbus = 2", "reactors[1].id"),
     ("[[reactors]]\nid = 'a'\n[[reactors]]\nid = 'b'", "reactors[1]"),
     (

@@ -16,6 +16,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
+    area_registry as ar,
     device_registry as dr,
     entity_registry as er,
     issue_registry as ir,
@@ -78,6 +79,29 @@ async def test_devices_per_reactor_via_agent(
         "Bioreactor",
         "Simulated bench 1 Reactor 1",
         "0.1.0",
+    )
+
+
+async def test_a_reactor_with_a_configured_room_is_suggested_that_area(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    device_registry: dr.DeviceRegistry,
+    area_registry: ar.AreaRegistry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    status_payload["reactors"][0]["area"] = "Lab 2.14"
+    await setup(hass, mock_config_entry)
+    reactor = device_registry.async_get_device_by_identifier(
+        (DOMAIN, f"{AGENT_ID}_bus1"), mock_config_entry.entry_id
+    )
+    assert reactor is not None and reactor.area_id is not None
+    area = area_registry.async_get_area(reactor.area_id)
+    assert area is not None and area.name == "Lab 2.14"
+    # Home Assistant names the entities with the room in front.
+    assert (
+        entity_registry.async_get_entity_id("sensor", DOMAIN, f"{AGENT_ID}_bus1-ph-63_ph")
+        == "sensor.lab_2_14_simulated_bench_1_reactor_1_ph"
     )
 
 
