@@ -834,6 +834,10 @@ class BioreactorClient:
     With `tls_fingerprint` the client speaks HTTPS to exactly the certificate with that
     SHA-256 fingerprint (trust on first use: self-signed, no CA); another certificate
     fails the connection before any request is sent (BioreactorCertificateError).
+
+    With `consumer` the client pulls and acknowledges as that consumer: the agent keeps a
+    watermark per consumer and its retention waits for the slowest, so a second reader
+    of the same agent never takes readings from the first.
     """
 
     def __init__(
@@ -845,9 +849,11 @@ class BioreactorClient:
         *,
         agent_id: str | None = None,
         tls_fingerprint: str | None = None,
+        consumer: str | None = None,
         request_timeout: float = 10.0,
     ) -> None:
         self.host = host
+        self.consumer = consumer
         self.port = port
         self.agent_id = agent_id
         self.tls_fingerprint = tls_fingerprint
@@ -860,7 +866,13 @@ class BioreactorClient:
         self._base = f"{scheme}://{bracketed}:{port}/api/v1"
 
     async def _request(
-        self, method: str, path: str, body: Any = None, *, auth: bool = True, **params: int
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        params: Mapping[str, int | str] | None = None,
     ) -> bytes:
         headers = {"Accept": "application/json"}
         presented = auth and self._token is not None
@@ -943,14 +955,20 @@ class BioreactorClient:
         return status
 
     async def readings(self, after: int, limit: int = 10_000) -> ReadingsPage:
-        raw = await self._request("GET", "/readings", after=after, limit=limit)
+        params: dict[str, int | str] = {"after": after, "limit": limit}
+        if self.consumer is not None:
+            params["consumer"] = self.consumer
+        raw = await self._request("GET", "/readings", params=params)
         # Pages of 10,000 readings are parsed off the event loop.
         page = await asyncio.get_running_loop().run_in_executor(None, parse_readings, raw)
         self._check_agent(page.agent_id)
         return page
 
     async def ack(self, epoch: str, seq: int) -> int:
-        data = _Fields(await self._json("POST", "/ack", {"epoch": epoch, "seq": seq}), "")
+        body: dict[str, Any] = {"epoch": epoch, "seq": seq}
+        if self.consumer is not None:
+            body["consumer"] = self.consumer
+        data = _Fields(await self._json("POST", "/ack", body), "")
         return data.integer("acked_seq")
 
     async def scan(self) -> tuple[Reactor, ...]:

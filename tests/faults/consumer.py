@@ -1,9 +1,10 @@
 """A light consumer process: the integration's real delivery pipeline without Home Assistant.
 
-    python consumer.py HOST PORT TOKEN OUT_DIR PAGE_SIZE [--until-caught-up]
+    python consumer.py HOST PORT TOKEN OUT_DIR PAGE_SIZE [--until-caught-up] [--consumer ID]
 
-Loops pulling pages into OUT_DIR/archive with the cursor in OUT_DIR/cursor.json;
-the fault harness SIGKILLs it at random moments.
+Loops pulling pages into OUT_DIR/archive with the cursor in OUT_DIR/cursor.json, as
+the agent's default consumer or as consumer ID; the fault harness SIGKILLs it at
+random moments.
 """
 
 from __future__ import annotations
@@ -23,10 +24,16 @@ from custom_components.bioreactor.delivery.pipeline import Delivery, StorageErro
 
 
 async def consume(
-    host: str, port: int, token: str, out_dir: Path, page_size: int, until_caught_up: bool
+    host: str,
+    port: int,
+    token: str,
+    out_dir: Path,
+    page_size: int,
+    until_caught_up: bool,
+    consumer: str | None,
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        client = BioreactorClient(host, port, token, session, request_timeout=5)
+        client = BioreactorClient(host, port, token, session, consumer=consumer, request_timeout=5)
         while True:  # pairing: learn the agent's id once
             try:
                 agent_id = (await client.info()).agent_id
@@ -56,6 +63,15 @@ async def consume(
 
 if __name__ == "__main__":
     host, port, token, out, page = sys.argv[1:6]
+    consumer_id = sys.argv[sys.argv.index("--consumer") + 1] if "--consumer" in sys.argv else None
     asyncio.run(
-        consume(host, int(port), token, Path(out), int(page), "--until-caught-up" in sys.argv)
+        consume(
+            host,
+            int(port),
+            token,
+            Path(out),
+            int(page),
+            "--until-caught-up" in sys.argv,
+            consumer_id,
+        )
     )

@@ -20,19 +20,30 @@ def consumer_args(port: int, token: str, out: Path) -> list[str]:
 
 
 def start_consumer(
-    agent: AgentProcess, out: Path, *, until_caught_up: bool = False
+    agent: AgentProcess,
+    out: Path,
+    *,
+    until_caught_up: bool = False,
+    consumer_id: str | None = None,
 ) -> subprocess.Popen[bytes]:
     args = consumer_args(agent.port, agent.token, out)
     if until_caught_up:
         args.append("--until-caught-up")
+    if consumer_id is not None:
+        args += ["--consumer", consumer_id]
     return subprocess.Popen(args, stderr=subprocess.PIPE)
+
+
+def deliver_all(agent: AgentProcess, out: Path, *, consumer_id: str | None = None) -> None:
+    """Delivers everything the agent holds now (to one consumer)."""
+    final = start_consumer(agent, out, until_caught_up=True, consumer_id=consumer_id)
+    _, stderr = final.communicate(timeout=120)
+    assert final.returncode == 0, stderr.decode()
 
 
 def drain_and_stop(agent: AgentProcess, out: Path) -> None:
     """Delivers everything the agent holds now, then stops the agent."""
-    final = start_consumer(agent, out, until_caught_up=True)
-    _, stderr = final.communicate(timeout=120)
-    assert final.returncode == 0, stderr.decode()
+    deliver_all(agent, out)
     agent.stop()
 
 

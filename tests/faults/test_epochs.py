@@ -12,13 +12,7 @@ from pathlib import Path
 from tests.support.agent_process import AgentProcess
 
 from .conftest import cycles
-from .harness import drain_and_stop, judge_and_record, start_consumer
-
-
-def deliver_all(agent: AgentProcess, out: Path) -> None:
-    consumer = start_consumer(agent, out, until_caught_up=True)
-    _, stderr = consumer.communicate(timeout=120)
-    assert consumer.returncode == 0, stderr.decode()
+from .harness import deliver_all, drain_and_stop, judge_and_record, start_consumer
 
 
 def test_journals_swapped_a_b_a(edge_python: str, tmp_path: Path, socket_enabled: None) -> None:
@@ -27,7 +21,7 @@ def test_journals_swapped_a_b_a(edge_python: str, tmp_path: Path, socket_enabled
     out = tmp_path / "consumer"
     journal = agent.agent_dir / "journal"
     cards = [agent.agent_dir / "card-a", agent.agent_dir / "card-b"]
-    swaps = cycles(24)
+    swaps = cycles(200)
     try:
         agent.start()
         agent.wait_ready()
@@ -67,7 +61,7 @@ def test_damaged_journal_tail_then_delivery_continues(agent: AgentProcess, tmp_p
     rng = random.Random(37)
     out = tmp_path / "consumer"
     wal = agent.agent_dir / "journal" / "journal.db-wal"
-    damages = cycles(30)
+    damages = cycles(200)
     counted = 0
     for _ in range(damages):
         consumer = start_consumer(agent, out)

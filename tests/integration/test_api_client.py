@@ -485,6 +485,31 @@ async def test_real_agent_answers_validate_and_name_their_agent(agent: AgentProc
             await other.readings(0, limit=1)
 
 
+async def test_a_named_consumer_pulls_and_acknowledges_on_its_own_watermark(
+    agent: AgentProcess,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        home = BioreactorClient("127.0.0.1", agent.port, agent.token, session)
+        lims = BioreactorClient(
+            "127.0.0.1", agent.port, agent.token, session, consumer="lims-export"
+        )
+        page = await lims.readings(0, limit=20)
+        for _ in range(100):
+            if page.readings:
+                break
+            await asyncio.sleep(0.1)
+            page = await lims.readings(0, limit=20)
+        assert page.readings
+        acked = await lims.ack(page.epoch, page.readings[-1].seq)
+        assert acked == page.readings[-1].seq
+        listed = await asyncio.to_thread(agent.get, "/api/v1/consumers")
+        listing = {c["id"]: c["acked_seq"] for c in listed["consumers"]}
+        assert listing["lims-export"] == acked
+        # The default consumer (Home Assistant) has acknowledged nothing yet.
+        assert listing["default"] == 0
+        assert (await home.readings(0, limit=1)).readings[0].seq == 1
+
+
 async def test_real_agent_rate_limit_is_a_temporary_error(agent: AgentProcess) -> None:
     """Failed logins from this address make the agent answer 429 with Retry-After: the
     client reports it as temporary, never as a refused token."""
