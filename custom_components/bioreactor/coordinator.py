@@ -45,6 +45,9 @@ from .const import (
 from .delivery.pipeline import Delivery, StorageError
 from .delivery.recorder_import import import_due_hours
 
+# Problems of the agent's control that become repair issues (docs/safety.md).
+CONTROL_ISSUES = ("actuator_error", "dosing_alarm")
+
 type BioreactorConfigEntry = ConfigEntry[BioreactorCoordinator]
 
 # One lock per agent id for the life of Home Assistant: a reloaded entry's new
@@ -178,6 +181,7 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
             {"dropped": str(journal.dropped), "causes": _causes(journal.dropped_by_cause)},
         )
         self._update_new_epoch_issue(status)
+        self._update_control_issues(status)
         self._issue("clock_unsynced", status.has_problem("clock_unsynced"), {})
         skew = abs(status.time - now)
         self._issue(
@@ -202,6 +206,22 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
                     },
                     translation_key="sensor_error",
                 )
+
+    def _update_control_issues(self, status: AgentStatus) -> None:
+        """One issue per failing output and per dosing alarm, while the agent reports it:
+        the agent already holds the output in its safe state; someone has to look."""
+        active = {
+            (p.code, p.subject) for p in status.problems if p.code in CONTROL_ISSUES and p.subject
+        }
+        registry = ir.async_get(self.hass)
+        for code in CONTROL_ISSUES:
+            prefix = f"{self.agent_id}_{code}_"
+            for domain, issue_id in list(registry.issues):
+                subject = issue_id.removeprefix(prefix)
+                if domain == DOMAIN and subject != issue_id and (code, subject) not in active:
+                    ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        for code, subject in active:
+            self._issue(f"{code}_{subject}", True, {"subject": subject}, translation_key=code)
 
     def _update_new_epoch_issue(self, status: AgentStatus) -> None:
         """One issue per epoch the agent started after losing readings.

@@ -1,7 +1,7 @@
 """Repair issues from the agent's status: readings dropped (by cause), a new journal epoch
 after lost readings, an unsynchronized clock, a failing sensor, another agent at the
-configured address, a changed certificate. Every issue has a translation that uses exactly
-its placeholders."""
+configured address, a changed certificate, a failing output, a dosing alarm. Every issue
+has a translation that uses exactly its placeholders."""
 
 from __future__ import annotations
 
@@ -127,6 +127,37 @@ async def test_clock_unsynced_follows_the_agent(
     status_payload["problems"] = []
     await poll(hass, freezer, 10)
     assert issue(issue_registry, "clock_unsynced") is None
+
+
+async def test_failing_output_and_dosing_alarm_are_issues_while_reported(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    status_payload["problems"] = [
+        "actuator_error:bus1-heater-relay",
+        "dosing_alarm:bus1-ph",
+        "loop_lockout:bus1-ph",
+    ]
+    await poll(hass, freezer, 10)
+    output = raised(issue_registry, "actuator_error_bus1-heater-relay")
+    assert output.translation_placeholders == {
+        "agent": "Simulated bench 1",
+        "subject": "bus1-heater-relay",
+    }
+    raised(issue_registry, "dosing_alarm_bus1-ph")
+    # A lockout alone is the loop doing its job (stale input): no issue.
+    assert not [i for i in issue_registry.issues.values() if "loop_lockout" in i.issue_id]
+    status_payload["problems"] = ["dosing_alarm:bus1-ph"]
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, "actuator_error_bus1-heater-relay") is None
+    assert issue(issue_registry, "dosing_alarm_bus1-ph") is not None
+    status_payload["problems"] = []
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, "dosing_alarm_bus1-ph") is None
 
 
 async def test_failing_sensor_issue_says_why(
