@@ -15,8 +15,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .models import NewReading, Quality
 
@@ -54,14 +56,24 @@ class _Timex(ctypes.Structure):
     ]
 
 
-def kernel_clock_synced() -> bool | None:
-    """The kernel's NTP state via adjtimex(2) (read-only: modes = 0); None if unavailable."""
+@functools.cache
+def _adjtimex() -> Callable[[Any], int] | None:
+    """libc's adjtimex, looked up once: find_library runs ldconfig, far too slow to do on
+    every journal append."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        adjtimex = ctypes.CDLL(name, use_errno=True).adjtimex
+        adjtimex: Callable[[Any], int] = ctypes.CDLL(name, use_errno=True).adjtimex
     except (OSError, AttributeError):
+        return None
+    return adjtimex
+
+
+def kernel_clock_synced() -> bool | None:
+    """The kernel's NTP state via adjtimex(2) (read-only: modes = 0); None if unavailable."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return None
     timex = _Timex()
     state = adjtimex(ctypes.byref(timex))
