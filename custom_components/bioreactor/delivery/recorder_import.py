@@ -61,10 +61,9 @@ async def import_due_hours(hass: HomeAssistant, delivery: Delivery) -> int:
     if not due:
         return 0
     registry = er.async_get(hass)
+    by_hour = await hass.async_add_executor_job(statistics.aggregate_hours, delivery.agent_dir, due)
     for hour in sorted(due):
-        aggregates = await hass.async_add_executor_job(
-            statistics.aggregate_hour, delivery.agent_dir, hour
-        )
+        aggregates = by_hour[hour]
         # Per entity, in the statistic's unit (a series may change unit within an hour).
         converted: dict[str, tuple[statistics.Aggregate, str | None, str | None]] = {}
         for (sensor, quantity, unit), aggregate in aggregates.items():

@@ -65,17 +65,30 @@ def due_hours(
     return frozenset(due)
 
 
-def aggregate_hour(agent_dir: Path, hour: str) -> dict[Series, Aggregate]:
-    """Mean/min/max per series of one "reactor/YYYY-MM-DDTHH" hour, from the archive
-    (readings taken with an unsynchronized clock or during a calibration left out)."""
-    reactor, stamp = hour.rsplit("/", 1)
-    start = hour_start(hour)
-    end = start + timedelta(hours=1)
-    out: dict[Series, Aggregate] = {}
-    path = archive.day_file(agent_dir, reactor, stamp[:10])
-    if not path.exists():
-        return out
-    for r in archive.read_rows(path):
-        if start <= r.time < end and r.quality not in NOT_THE_CULTURE:
-            out.setdefault((r.sensor, r.quantity, r.unit), Aggregate()).add(r.value)
+def aggregate_hours(agent_dir: Path, hours: Iterable[str]) -> dict[str, dict[Series, Aggregate]]:
+    """Mean/min/max per series of each "reactor/YYYY-MM-DDTHH" hour, from the archive
+    (readings taken with an unsynchronized clock or during a calibration left out).
+
+    Each day file is read once, however many of its hours are asked for: an outage's
+    backlog has up to 24 hours in a file of millions of rows.
+    """
+    out: dict[str, dict[Series, Aggregate]] = {}
+    # day file -> hour start -> that hour's aggregates
+    by_file: dict[Path, dict[datetime, dict[Series, Aggregate]]] = {}
+    for hour in hours:
+        reactor, stamp = hour.rsplit("/", 1)
+        path = archive.day_file(agent_dir, reactor, stamp[:10])
+        out[hour] = by_file.setdefault(path, {})[hour_start(hour)] = {}
+    for path, wanted in by_file.items():
+        if not path.exists():
+            continue
+        for r in archive.read_rows(path):
+            series = wanted.get(r.time.replace(minute=0, second=0, microsecond=0))
+            if series is not None and r.quality not in NOT_THE_CULTURE:
+                series.setdefault((r.sensor, r.quantity, r.unit), Aggregate()).add(r.value)
     return out
+
+
+def aggregate_hour(agent_dir: Path, hour: str) -> dict[Series, Aggregate]:
+    """aggregate_hours for one hour."""
+    return aggregate_hours(agent_dir, (hour,))[hour]
