@@ -318,9 +318,14 @@ class Agent:
     async def _append(self, readings: Sequence[NewReading]) -> None:
         if not self._clock_synced():
             readings = mark_unsynced(readings)
-        await self.journal.append(readings)
+        commit = asyncio.ensure_future(self.journal.append(readings))
         if self._on_journaled is not None:
-            self._on_journaled(readings)
+            # The journal finishes a commit whose sampler a stop cancelled; so does its record.
+            on_journaled = self._on_journaled
+            commit.add_done_callback(
+                lambda done: None if done.cancelled() else on_journaled(readings)
+            )
+        await asyncio.shield(commit)
 
     async def _every(
         self, period_s: float, job: Callable[[], Any], *, at_once: bool = False

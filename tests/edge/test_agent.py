@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,7 @@ from bioreactor_edge.api import SensorInUse
 from bioreactor_edge.bus import RawBus
 from bioreactor_edge.config import AgentConfig, PinnedSensor, ReactorConfig, default_config
 from bioreactor_edge.drivers.base import Timing
+from bioreactor_edge.models import NewReading
 from bioreactor_edge.simulator.chips import SimChip
 from bioreactor_edge.simulator.lab import build_chip, build_reactor_bus
 from bioreactor_edge.simulator.physics import ReactorModel
@@ -343,3 +346,36 @@ async def test_an_rtd_without_probe_never_poisons_compensation(
     assert 30.0 < ph.compensation_c < 45.0  # type: ignore[attr-defined]
     rtd.probe_connected = True  # type: ignore[attr-defined]
     await wait_for(lambda: "uncompensated:bus1-ph-63" not in agent.status()["problems"])
+
+
+async def test_a_stop_during_a_commit_still_reports_what_it_journaled(
+    tmp_path: Path, bus: VirtualBus
+) -> None:
+    # The fault oracle's record must match the journal even when a stop cancels a
+    # sampler whose batch the journal goes on committing (it shields commits).
+    journaled: list[NewReading] = []
+    agent = Agent(
+        fast_config(tmp_path),
+        agent_id="d" * 16,
+        raw_bus=single_bus(bus),
+        timing=TIMING,
+        on_journaled=journaled.extend,
+    )
+    await agent.start()
+    await wait_for(lambda: not agent.discovering)
+    commit = agent.journal._commit
+
+    def slow_commit(readings: list[NewReading]) -> None:
+        time.sleep(0.05)  # every stop now lands while a commit is in flight
+        commit(readings)
+
+    agent.journal._commit = slow_commit  # type: ignore[method-assign]
+    await wait_for(lambda: len(journaled) > 20)
+    await agent.stop()
+
+    conn = sqlite3.connect(tmp_path / "journal" / "journal.db")
+    try:
+        rows = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    finally:
+        conn.close()
+    assert rows == len(journaled)
