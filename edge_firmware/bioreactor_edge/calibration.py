@@ -391,7 +391,8 @@ class Calibrator:
                 await self._save()
 
             try:
-                await asyncio.wait_for(self._run_job(handler, job), JOB_TIMEOUT_S + 10)
+                async with asyncio.timeout(JOB_TIMEOUT_S + 10):
+                    await self._run_job(handler, job)
             except (SensorBusy, TimeoutError) as err:
                 raise CalibrationRefused("sensor_unavailable", str(err)) from None
             except (DriverError, BusError) as err:

@@ -241,9 +241,11 @@ class Sampler:
     async def _serve_jobs_until(self, handler: SensorHandler, driver: Driver, at: float) -> None:
         """Waits until loop time `at`, running queued jobs meanwhile."""
         loop = asyncio.get_running_loop()
-        while (remaining := at - loop.time()) > 0:
+        while loop.time() < at:
             try:
-                await asyncio.wait_for(handler.jobs_waiting.wait(), remaining)
+                # Not wait_for: before Python 3.12 it can drop a stop's cancellation.
+                async with asyncio.timeout_at(at):
+                    await handler.jobs_waiting.wait()
             except TimeoutError:
                 return
             handler.jobs_waiting.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import random
 import threading
 import time
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from bioreactor_edge.bus import (
 )
 from bioreactor_edge.simulator.chips import SimChip, Tca9548aMux
 from bioreactor_edge.simulator.virtual_bus import VirtualBus
+from tests.edge.scripted_bus import ScriptedBus, ScriptedChip
 
 
 class RecordingBus:
@@ -525,3 +527,34 @@ def test_smbus_raw_translates_errors(
 def test_smbus_raw_missing_device(fake_smbus: type[FakeSMBus]) -> None:
     with pytest.raises(BusError, match="cannot open /dev/i2c-99"):
         SMBusRaw(99)
+
+
+async def test_a_cancellation_is_never_lost_as_a_transaction_completes() -> None:
+    # Before Python 3.12, asyncio.wait_for returned the result when the cancellation
+    # arrived as the job completed: about 1 stop in 4 was ignored and the caller ran on.
+    class Answers(ScriptedChip):
+        def on_read(self, length: int) -> bytes:
+            return b"\x01" * length
+
+    owner = BusOwner(ScriptedBus({0x10: Answers()}), 1, timeout_s=5.0)
+    device = owner.device(0x10)
+    rng = random.Random(2)
+    cancelled = ignored = 0
+    try:
+        for _ in range(1000):
+            task = asyncio.create_task(device.read(1))
+            for _ in range(rng.randrange(1, 4)):  # lands anywhere around the job's end
+                await asyncio.sleep(0)
+            if not task.cancel():
+                await task  # it had already finished: nothing to cancel
+                continue
+            cancelled += 1
+            try:
+                await task
+            except asyncio.CancelledError:
+                continue
+            ignored += 1
+    finally:
+        await owner.close()
+    assert cancelled > 100
+    assert ignored == 0
