@@ -155,6 +155,10 @@ class Agent:
             raise RuntimeError("the agent is not started")
         return self._calibration
 
+    def responsive(self) -> bool:
+        """Started, and the control loop ticks: what the systemd watchdog is told."""
+        return self.control is not None and not self.control.stalled()
+
     def status(self) -> dict[str, Any]:
         journal = self.journal.stats()
         problems = journal_problems(journal)

@@ -13,7 +13,7 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,14 @@ from .discovery import SCAN_ADDRESSES, Place, ScanResult, identify_address, scan
 from .drivers.base import Timing
 from .identity import agent_id as hardware_agent_id
 from .models import NewReading
+from .sampler import cancel_and_wait
 from .simulator.actuation import add_actuators
 from .simulator.adapters import ADAPTERS, Adapter
 from .simulator.control_wiring import ACTUATORS, PUMP_ADDRESS, loops_for
 from .simulator.lab import STANDARD_SET, CatchUpClock, build_board_bus, build_reactor_bus
 from .simulator.physics import CULTURES, Culture, ReactorModel
 from .tls import CERT_FILE, TlsError, load_or_create_certificate, server_context
+from .watchdog import Notifier
 
 _LOGGER = logging.getLogger("bioreactor_edge")
 
@@ -330,17 +332,36 @@ async def _serve(
             advertisers.append(advertiser)
             await advertiser.start()
 
+    # systemd (Type=notify): ready once every agent serves; kept alive while all respond.
+    notifier = Notifier.from_environment()
     try:
         # In parallel: each agent serves while its discovery runs in the background.
         await asyncio.gather(*(serve_one(*served) for served in agents))
-        await stop.wait()
+        if notifier is None:
+            await stop.wait()
+        else:
+            notifier.send(f"READY=1\nSTATUS=serving {len(agents)} agent(s)")
+            await _until(
+                stop, notifier.keep_alive(lambda: all(agent.responsive() for agent, *_ in agents))
+            )
     finally:
+        if notifier is not None:
+            notifier.send("STOPPING=1")
         for advertiser in advertisers:
             await advertiser.close()
         for runner in runners:
             await runner.cleanup()
         for agent, *_ in agents:
             await agent.stop()
+
+
+async def _until(stop: asyncio.Event, job: Coroutine[Any, Any, None]) -> None:
+    """Runs `job` until `stop` is set."""
+    task = asyncio.create_task(job)
+    try:
+        await stop.wait()
+    finally:
+        await cancel_and_wait(task)
 
 
 # -- token / status / scan ---------------------------------------------------

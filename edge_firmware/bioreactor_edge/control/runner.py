@@ -37,6 +37,9 @@ from .pid import Pid, PidGains
 _LOGGER = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+# No control tick finished for this long: the controller is stalled (a tick stuck on the
+# bus, a blocked event loop). Far above a tick's length: every actuator answered in time.
+STALL_S = 20.0
 # (reactor id, sensor kind, quantity) -> the newest reading, or None.
 InputReader = Callable[[str, str, str], Input | None]
 # Limits a setting may narrow: "max" ones may only go lower, "min" ones only higher.
@@ -359,6 +362,8 @@ class Controller:
         self.loops: dict[str, Loop] = {}
         self._dirty = False
         self._lock = asyncio.Lock()
+        # time.monotonic() of the last finished tick (or of the start of ticking).
+        self.ticked_at: float | None = None
         self.reactor_ids = [config.id for config, _ in reactors]
         for config, actuators in reactors:
             for actuator in actuators.values():
@@ -384,6 +389,7 @@ class Controller:
                 await actuator.to_safe(by="shutdown")
 
     async def run(self, period_s: float) -> None:
+        self.ticked_at = time.monotonic()  # a first tick that never ends is a stall too
         while True:
             try:
                 await self.tick()
@@ -393,7 +399,12 @@ class Controller:
                 for actuator in self.actuators.values():
                     with contextlib.suppress(Exception):
                         await actuator.to_safe(by="internal_error")
+            self.ticked_at = time.monotonic()
             await asyncio.sleep(period_s)
+
+    def stalled(self) -> bool:
+        """No tick finished for `STALL_S` since ticking began (the watchdog's criterion)."""
+        return self.ticked_at is not None and time.monotonic() - self.ticked_at > STALL_S
 
     async def tick(self) -> None:
         async with self._lock:
@@ -514,6 +525,8 @@ class Controller:
 
     def problems(self) -> list[str]:
         problems = [f"actuator_error:{a.id}" for a in self.actuators.values() if a.error]
+        if self.stalled():
+            problems.append("control_stalled")
         for loop in self.loops.values():
             if loop.state == "lockout":
                 problems.append(f"loop_lockout:{loop.id}")
