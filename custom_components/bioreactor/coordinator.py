@@ -183,6 +183,8 @@ class BioreactorCoordinator(DataUpdateCoordinator[AgentStatus]):
         self._update_new_epoch_issue(status)
         self._update_control_issues(status)
         self._issue("clock_unsynced", status.has_problem("clock_unsynced"), {})
+        # Under systemd the agent's watchdog restarts it; run any other way, it stays stuck.
+        self._issue("control_stalled", status.has_problem("control_stalled"), {})
         skew = abs(status.time - now)
         self._issue(
             "clock_skew",

@@ -1,7 +1,7 @@
 """Repair issues from the agent's status: readings dropped (by cause), a new journal epoch
 after lost readings, an unsynchronized clock, a failing sensor, another agent at the
-configured address, a changed certificate, a failing output, a dosing alarm. Every issue
-has a translation that uses exactly its placeholders."""
+configured address, a changed certificate, a failing output, a dosing alarm, stalled
+control. Every issue has a translation that uses exactly its placeholders."""
 
 from __future__ import annotations
 
@@ -247,3 +247,20 @@ def test_every_issue_translation_is_used() -> None:
     source = "".join(p.read_text() for p in INTEGRATION.glob("*.py"))
     for key in TRANSLATIONS["issues"]:
         assert f'"{key}' in source, key
+
+
+async def test_stalled_control_is_an_issue_while_reported(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    await setup(hass, mock_config_entry)
+    assert issue(issue_registry, "control_stalled") is None
+    status_payload["problems"] = ["control_stalled"]
+    await poll(hass, freezer, 10)
+    raised(issue_registry, "control_stalled")
+    status_payload["problems"] = []
+    await poll(hass, freezer, 10)
+    assert issue(issue_registry, "control_stalled") is None
