@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -127,6 +127,19 @@ def quantity_description(kind: str, quantity: QuantityValue) -> QuantityDescript
     )
 
 
+def at_address(description: QuantityDescription, address: int) -> QuantityDescription:
+    """The name of one of several chips of a kind on a reactor (two RTD probes): each says
+    its address, so that neither setup order nor chance decides which entity id is `_2`."""
+    where = f"0x{address:02x}"
+    if isinstance(description.name, str):  # a quantity this version does not know
+        return replace(description, name=f"{description.name} {where}")
+    return replace(
+        description,
+        translation_key=f"{description.translation_key}_at",
+        translation_placeholders={**(description.translation_placeholders or {}), "address": where},
+    )
+
+
 class QuantitySensor(SensorHandlerEntity, SensorEntity):
     """The newest reading of one quantity. Every change is written to the state machine;
     how much of it the recorder keeps is the recorder's configuration."""
@@ -141,7 +154,10 @@ class QuantitySensor(SensorHandlerEntity, SensorEntity):
         quantity: QuantityValue,
     ) -> None:
         super().__init__(coordinator, reactor, sensor, quantity.key)
-        self.entity_description = quantity_description(sensor.kind, quantity)
+        description = quantity_description(sensor.kind, quantity)
+        if any(other.kind == sensor.kind and other.id != sensor.id for other in reactor.sensors):
+            description = at_address(description, sensor.address)
+        self.entity_description = description
         self._key = quantity.key
 
     @property

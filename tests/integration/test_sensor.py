@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -17,6 +18,8 @@ from pytest_homeassistant_custom_component.common import (
     snapshot_platform,
 )
 from syrupy.assertion import SnapshotAssertion
+
+from . import setup_integration
 
 REACTOR = "sensor.simulated_bench_1_reactor_1"
 
@@ -57,6 +60,50 @@ async def test_same_quantity_of_two_chips_has_two_names(
     assert liquid.attributes["friendly_name"] == "Simulated bench 1 Reactor 1 Liquid temperature"
     assert float(air.state) != float(liquid.state)
     assert hass.states.get(f"{REACTOR}_temperature") is None
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["in_address_order", "reversed"])
+async def test_two_chips_of_one_kind_are_named_by_their_addresses(
+    hass: HomeAssistant,
+    mock_client: AsyncMock,
+    mock_config_entry: MockConfigEntry,
+    status_payload: dict[str, Any],
+    entity_registry: er.EntityRegistry,
+    order: int,
+) -> None:
+    # Two RTD probes in one vessel (culture and jacket, say) and two ADCs, in either order.
+    reactor = status_payload["reactors"][0]
+    rtd = next(s for s in reactor["sensors"] if s["kind"] == "rtd")
+    second = {**rtd, "id": "bus1-rtd-68", "address": 0x68}
+    second["quantities"] = [{**rtd["quantities"][0], "value": 30.5}]
+    adc = next(s for s in reactor["sensors"] if s["kind"] == "ads1115")
+    reactor["sensors"] = [
+        *reactor["sensors"],
+        second,
+        {**adc, "id": "bus1-ads1115-49", "address": 0x49},
+    ][::order]
+    await setup_integration(hass, mock_config_entry, [Platform.SENSOR])
+
+    liquid = f"{REACTOR}_liquid_temperature"
+    names = {
+        entity_id: hass.states.get(entity_id).attributes["friendly_name"]
+        for entity_id in (f"{liquid}_0x66", f"{liquid}_0x68")
+    }
+    assert names == {
+        f"{liquid}_0x66": "Simulated bench 1 Reactor 1 Liquid temperature 0x66",
+        f"{liquid}_0x68": "Simulated bench 1 Reactor 1 Liquid temperature 0x68",
+    }
+    assert hass.states.get(f"{liquid}_0x68").state == "30.5"
+    assert hass.states.get(liquid) is None
+    assert hass.states.get(f"{liquid}_2") is None
+    adc_ids = {
+        e.entity_id
+        for e in er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
+        if e.translation_key == "adc_voltage_at"
+    }
+    assert adc_ids == {f"{REACTOR}_adc_0x{a:x}_voltage_{n}" for a in (0x48, 0x49) for n in range(4)}
+    # A kind with one chip keeps its plain name.
+    assert hass.states.get(f"{REACTOR}_ph").attributes["friendly_name"].endswith(" pH")
 
 
 async def test_raw_adc_channels_are_disabled_by_default(
