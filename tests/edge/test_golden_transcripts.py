@@ -18,6 +18,7 @@ import pytest
 from bioreactor_edge.bus import BusNak, BusOwner
 from bioreactor_edge.drivers import create_driver, default_identity, identify
 from bioreactor_edge.drivers.base import DriverError, Timing
+from bioreactor_edge.drivers.ezo import EzoDriver, PhSlope, calibrate, calibration_points, ph_slope
 from bioreactor_edge.simulator.ads1115 import Ads1115Chip
 from bioreactor_edge.simulator.base import SimChip
 from bioreactor_edge.simulator.ezo import EzoChip
@@ -151,3 +152,60 @@ def test_every_transcript_cites_its_source() -> None:
     for transcript in TRANSCRIPTS:
         assert transcript.source and transcript.exchanges
         assert transcript.chip in ezo.KINDS | {"sht4x", "ads1115", "tca9548a"}
+
+
+# What the calibration wizard asks the driver, step by step, for each calibration
+# transcript; each step's command and reply must be the datasheet's bytes.
+CALIBRATION_STEPS: dict[str, list[tuple[str, Any, Any]]] = {
+    "ph-calibration-three-points": [
+        ("point", "mid", 7.0),
+        ("point", "low", 4.0),
+        ("point", "high", 10.0),
+        ("points", None, 3),
+        ("slope", None, PhSlope(99.7, 100.3, -0.89)),
+        ("point", "mid", 7.0),  # a new midpoint clears the other two
+        ("points", None, 1),
+    ],
+    "do-calibration-atmospheric-zero": [
+        ("point", "atmospheric", None),
+        ("point", "zero", None),
+        ("points", None, 2),
+    ],
+    "ec-calibration-dry-low-high": [
+        ("point", "dry", None),
+        ("points", None, 0),
+        ("point", "low", 12880.0),
+        ("point", "high", 80000.0),
+        ("points", None, 2),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "transcript",
+    [t for t in TRANSCRIPTS if t.name in CALIBRATION_STEPS],
+    ids=lambda t: t.name,
+)
+async def test_driver_calibrates_with_the_datasheet_bytes(transcript: Transcript) -> None:
+    steps = [Step(exchange.command, [exchange.reply]) for exchange in transcript.exchanges]
+    script = EzoTranscript(steps)
+    owner = BusOwner(ScriptedBus({transcript.address: script}), 1, timeout_s=2.0)
+    identity = replace(default_identity(transcript.chip), firmware=transcript.firmware)
+    driver = create_driver(owner.device(transcript.address), identity, timing=DRIVER_TIMING)
+    assert isinstance(driver, EzoDriver)
+    try:
+        for operation, point, expected in CALIBRATION_STEPS[transcript.name]:
+            if operation == "point":
+                await calibrate(driver, point, expected)
+            elif operation == "points":
+                assert await calibration_points(driver) == expected
+            else:
+                assert await ph_slope(driver) == expected
+    finally:
+        await owner.close()
+    assert script.finished, f"{transcript.name}: driver did not send {script.steps}"
+
+
+def test_every_calibration_transcript_is_replayed_by_the_driver() -> None:
+    calibrations = {t.name for t in TRANSCRIPTS if "calibration" in t.name}
+    assert calibrations == set(CALIBRATION_STEPS)
