@@ -113,20 +113,23 @@ async def test_new_epoch_after_lost_readings_stays_until_the_next_epoch(
     assert issue(issue_registry, "journal_new_epoch_c3") is None
 
 
-async def test_clock_unsynced_follows_the_agent(
+@pytest.mark.parametrize("problem", ["clock_unsynced", "control_stalled"])
+async def test_agent_wide_problems_are_issues_while_reported(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
     status_payload: dict[str, Any],
     issue_registry: ir.IssueRegistry,
     freezer: FrozenDateTimeFactory,
+    problem: str,
 ) -> None:
     await setup(hass, mock_config_entry)
-    status_payload["problems"] = ["clock_unsynced", "uncompensated:bus1-ph-63"]
+    assert issue(issue_registry, problem) is None
+    status_payload["problems"] = [problem, "uncompensated:bus1-ph-63"]
     await poll(hass, freezer, 10)
-    raised(issue_registry, "clock_unsynced")
+    raised(issue_registry, problem)
     status_payload["problems"] = []
     await poll(hass, freezer, 10)
-    assert issue(issue_registry, "clock_unsynced") is None
+    assert issue(issue_registry, problem) is None
 
 
 async def test_failing_output_and_dosing_alarm_are_issues_while_reported(
@@ -247,20 +250,3 @@ def test_every_issue_translation_is_used() -> None:
     source = "".join(p.read_text() for p in INTEGRATION.glob("*.py"))
     for key in TRANSLATIONS["issues"]:
         assert f'"{key}' in source, key
-
-
-async def test_stalled_control_is_an_issue_while_reported(
-    hass: HomeAssistant,
-    mock_config_entry: MockConfigEntry,
-    status_payload: dict[str, Any],
-    issue_registry: ir.IssueRegistry,
-    freezer: FrozenDateTimeFactory,
-) -> None:
-    await setup(hass, mock_config_entry)
-    assert issue(issue_registry, "control_stalled") is None
-    status_payload["problems"] = ["control_stalled"]
-    await poll(hass, freezer, 10)
-    raised(issue_registry, "control_stalled")
-    status_payload["problems"] = []
-    await poll(hass, freezer, 10)
-    assert issue(issue_registry, "control_stalled") is None
