@@ -322,13 +322,13 @@ class Agent:
     async def _append(self, readings: Sequence[NewReading]) -> None:
         if not self._clock_synced():
             readings = mark_unsynced(readings)
+        on_journaled = self._on_journaled
+        if on_journaled is None:  # in production: no extra task on the readings' hot path
+            await self.journal.append(readings)
+            return
+        # The journal finishes a commit whose sampler a stop cancelled; so does its record.
         commit = asyncio.ensure_future(self.journal.append(readings))
-        if self._on_journaled is not None:
-            # The journal finishes a commit whose sampler a stop cancelled; so does its record.
-            on_journaled = self._on_journaled
-            commit.add_done_callback(
-                lambda done: None if done.cancelled() else on_journaled(readings)
-            )
+        commit.add_done_callback(lambda done: None if done.cancelled() else on_journaled(readings))
         await asyncio.shield(commit)
 
     async def _every(

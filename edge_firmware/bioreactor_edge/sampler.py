@@ -54,8 +54,8 @@ def backoff_delay(consecutive_errors: int) -> float:
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     """Cancels `task` and waits until it has ended.
 
-    Repeats the cancellation: before Python 3.12, asyncio.wait_for swallows a
-    cancellation that arrives as its inner future completes, and the task runs on.
+    Repeats the cancellation: a task may swallow one (before Python 3.12, any
+    asyncio.wait_for it awaits does when its inner future completes at that moment).
     """
     while not task.done():
         task.cancel()
